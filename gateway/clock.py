@@ -1,0 +1,12 @@
+"""Time is a parameter (STYLE.md habit 7): code that needs "now" takes a Clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,260 @@
+"""Typed settings: `gateway.toml` overlaid by `GATEWAY_<SECTION>__<KEY>` environment variables.
+
+One `Settings` object is built at start-up and passed down (STYLE.md habit 6); nothing else in
+the project reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_CONFIG_PATH = Path("var/gateway.toml")
+TICKET_TYPES = ("incident", "change", "request", "inspection")
+PRIORITIES = ("P0", "P1", "P2", "P3")
+Role = Literal["requester", "agent", "approver", "admin"]
+
+
+class Section(BaseModel):
+    # A typo in a key must stop start-up, not be silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseSettings(Section):
+    url: str = "sqlite:///var/gateway.db"
+    # SQLite and single-node deployments migrate at start-up; a PostgreSQL fleet may prefer
+    # running `gateway migrate` once from a deploy job.
+    auto_migrate: bool = True
+    pool_size: int = Field(default=10, ge=1)
+    echo: bool = False
+
+
+class SmtpSettings(Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=2525, ge=0, le=65535)
+    addresses: list[str] = Field(default_factory=lambda: ["support@example.com"])
+    domains: list[str] = Field(default_factory=list)
+    max_message_bytes: int = Field(default=26_214_400, ge=1024)
+    hostname: str = "ops-gateway"
+
+    @field_validator("addresses", "domains")
+    @classmethod
+    def _lower(cls, value: list[str]) -> list[str]:
+        return [v.strip().lower() for v in value]
+
+
+class HttpSettings(Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=5 * 2**20, ge=1024)
+
+
+class RelaySettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=25, ge=1, le=65535)
+    starttls: bool = False
+    ssl: bool = False
+    username: str = ""
+    password: str = ""
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+
+class OutboundSettings(Section):
+    enabled: bool = False
+    from_address: str = "support@example.com"
+    from_name: str = "IT Operations"
+    smtp: RelaySettings = Field(default_factory=RelaySettings)
+
+
+class WebhookSource(Section):
+    token: str = ""
+    username: str = ""
+    password: str = ""
+
+
+class WebhooksSettings(Section):
+    alertmanager: WebhookSource = Field(default_factory=WebhookSource)
+    zabbix: WebhookSource = Field(default_factory=WebhookSource)
+    generic: dict[str, WebhookSource] = Field(default_factory=dict)
+
+
+class ApiToken(Section):
+    token: str = Field(min_length=16)
+    role: Role
+    email: str
+
+    @field_validator("email")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.strip().lower()
+
+
+class ApiSettings(Section):
+    tokens: dict[str, ApiToken] = Field(default_factory=dict)
+
+
+class TicketSettings(Section):
+    key_prefixes: dict[str, str] = Field(
+        default_factory=lambda: {
+            "incident": "INC",
+            "change": "CHG",
+            "request": "REQ",
+            "inspection": "INS",
+        }
+    )
+    key_digits: int = Field(default=6, ge=3, le=12)
+    default_type: Literal["incident", "change", "request", "inspection"] = "request"
+    default_priority: Literal["P0", "P1", "P2", "P3"] = "P3"
+    default_group: str = "service-desk"
+    max_attachment_bytes: int = Field(default=10 * 2**20, ge=0)
+    max_attachments: int = Field(default=20, ge=0)
+
+    @field_validator("key_prefixes")
+    @classmethod
+    def _prefixes(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = set(value) - set(TICKET_TYPES)
+        if unknown:
+            raise ValueError(f"unknown ticket type(s) {sorted(unknown)}; known: {TICKET_TYPES}")
+        for prefix in value.values():
+            if not prefix.isalnum() or not prefix.isupper():
+                raise ValueError(f"prefix {prefix!r} must be upper-case letters/digits")
+        return {**cls.model_fields["key_prefixes"].default_factory(), **value}  # type: ignore[misc]
+
+
+class RulesSettings(Section):
+    path: str = "rules.yaml"
+    watch_seconds: float = Field(default=5.0, ge=0)
+
+
+class DaemonSettings(Section):
+    timezone: str = "Asia/Shanghai"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    drain_seconds: float = Field(default=15.0, ge=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {value!r}") from exc
+        return value
+
+
+class _DictSource(PydanticBaseSettingsSource):
+    """Feeds the parsed TOML file in below the environment variables."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_",
+        env_nested_delimiter="__",
+        case_sensitive=False,
+        # GATEWAY_CONFIG and test variables share the prefix; top-level TOML keys are checked
+        # separately in load_settings().
+        extra="ignore",
+    )
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    outbound: OutboundSettings = Field(default_factory=OutboundSettings)
+    webhooks: WebhooksSettings = Field(default_factory=WebhooksSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    tickets: TicketSettings = Field(default_factory=TicketSettings)
+    rules: RulesSettings = Field(default_factory=RulesSettings)
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+
+    # Where the file was read from; relative paths in it (rules.path) resolve against it.
+    config_dir: Path = Path(".")
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.daemon.timezone)
+
+    @property
+    def rules_path(self) -> Path:
+        path = Path(self.rules.path)
+        return path if path.is_absolute() else self.config_dir / path
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the file, key and problem."""
+
+
+def resolve_config_path(cli_value: str | None, environ: dict[str, str] | None = None) -> Path:
+    """`--config`, else `$GATEWAY_CONFIG`, else `./var/gateway.toml` (CONTRACT.md)."""
+    env = os.environ if environ is None else environ
+    if cli_value:
+        return Path(cli_value)
+    if env.get("GATEWAY_CONFIG"):
+        return Path(env["GATEWAY_CONFIG"])
+    return DEFAULT_CONFIG_PATH
+
+
+def load_settings(path: Path | None, *, require_file: bool = True) -> Settings:
+    """Read the TOML file, apply environment overrides and validate; raise ConfigError."""
+    data: dict[str, Any] = {}
+    name = str(path) if path else "<defaults>"
+    if path is not None:
+        if path.exists():
+            try:
+                data = tomllib.loads(path.read_text(encoding="utf-8"))
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{name}: {exc}") from exc
+            except UnicodeDecodeError as exc:
+                raise ConfigError(f"{name}: not UTF-8 text ({exc.reason})") from exc
+        elif require_file:
+            raise ConfigError(f"{name}: no such file (run `gateway init` to write one)")
+    known = set(Settings.model_fields) - {"config_dir"}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{name}: unknown section [{key}]; known: {', '.join(sorted(known))}")
+
+    class _FromFile(Settings):
+        # pydantic-settings builds its sources from the class, so the file's data rides on a
+        # throwaway subclass; precedence: environment over file over defaults.
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, env_settings, _DictSource(settings_cls, data))
+
+    try:
+        return _FromFile(config_dir=path.parent if path else Path("."))
+    except ValidationError as exc:
+        raise ConfigError(_describe(name, exc)) from exc
+
+
+def _describe(name: str, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        value = err.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"{name}: {key}: {err['msg']}{shown}")
+    return "\n".join(lines)

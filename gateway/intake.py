@@ -1,0 +1,49 @@
+"""The one shape every intake channel produces (STYLE.md: adapters -> one pipeline)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class Source(StrEnum):
+    SMTP = "smtp"
+    IMAP = "imap"
+    ALERTMANAGER = "alertmanager"
+    ZABBIX = "zabbix"
+    GENERIC = "generic"
+    INSPECTION = "inspection"
+    API = "api"
+
+
+@dataclass(frozen=True)
+class Intake:
+    """A normalised request for work, whatever channel it came through.
+
+    ``dedup_key`` makes intake idempotent: a second intake with the same key is a duplicate.
+    ``fingerprint`` is an alert identity (one open ticket per active fingerprint).
+    ``raw_id`` points at the stored raw inbound message, when there is one.
+    """
+
+    source: Source
+    sender: str
+    subject: str
+    body: str = ""
+    recipients: tuple[str, ...] = ()
+    cc: tuple[str, ...] = ()
+    sender_name: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    fingerprint: str | None = None
+    dedup_key: str | None = None
+    raw_id: int | None = None
+    message_id: str | None = None
+    in_reply_to: tuple[str, ...] = ()
+    received_at: datetime | None = None
+    # Fields that a channel already knows (API form, inspection template) and that
+    # classification must not override.
+    type: str | None = None
+    priority: str | None = None
+    category: str | None = None
+    group: str | None = None
+    tags: tuple[str, ...] = ()

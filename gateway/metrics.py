@@ -1,0 +1,23 @@
+"""Process-wide Prometheus metrics (one registry: prometheus_client's default)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+INTAKE = Counter(
+    "gateway_intake_total",
+    "Intakes processed, by source and outcome (created, updated, duplicate, quarantined, "
+    "refused, unavailable).",
+    ["source", "outcome"],
+)
+TICKETS_CREATED = Counter(
+    "gateway_tickets_created_total", "Tickets created, by type and priority.", ["type", "priority"]
+)
+PIPELINE_SECONDS = Histogram(
+    "gateway_pipeline_seconds",
+    "Time from an intake entering the pipeline to its commit.",
+    ["source"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+SMTP_SESSIONS = Gauge("gateway_smtp_inflight_messages", "SMTP messages being stored right now.")
+READY = Gauge("gateway_ready", "1 when the database is reachable and intake is accepting.")

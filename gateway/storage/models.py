@@ -1,0 +1,232 @@
+"""SQLAlchemy 2 models. The schema itself is owned by the alembic migrations beside this file."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Stable constraint names keep alembic migrations identical on SQLite and PostgreSQL.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments INTEGER PRIMARY KEY, not BIGINT.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on SQLite (which keeps no zone) too."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware one")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _tz() -> UTCDateTime:
+    return UTCDateTime()
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(32), unique=True)
+    type: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[str] = mapped_column(String(2))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    subject: Mapped[str] = mapped_column(String(998))
+    description: Mapped[str] = mapped_column(Text, default="")
+    requester: Mapped[str | None] = mapped_column(String(320), index=True)
+    requester_name: Mapped[str] = mapped_column(String(200), default="")
+    assignee: Mapped[str | None] = mapped_column(String(320), index=True)
+    group: Mapped[str | None] = mapped_column("group_name", String(100), index=True)
+    category: Mapped[str | None] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(32))
+    tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # People besides the requester who take part (mail CC); reply-to-update trusts them.
+    participants: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    fingerprint: Mapped[str | None] = mapped_column(String(200), index=True)
+    occurrences: Mapped[int] = mapped_column(Integer, default=1)
+    approvers: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    approvals: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    sla_policy: Mapped[str | None] = mapped_column(String(100))
+    response_due: Mapped[datetime | None] = mapped_column(_tz(), index=True)
+    resolution_due: Mapped[datetime | None] = mapped_column(_tz(), index=True)
+    responded_at: Mapped[datetime | None] = mapped_column(_tz())
+    resolved_at: Mapped[datetime | None] = mapped_column(_tz())
+    closed_at: Mapped[datetime | None] = mapped_column(_tz())
+    breached: Mapped[bool] = mapped_column(Boolean, default=False)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    created_at: Mapped[datetime] = mapped_column(_tz(), index=True)
+    updated_at: Mapped[datetime] = mapped_column(_tz())
+
+    events: Mapped[list[TicketEvent]] = relationship(
+        back_populates="ticket", order_by="TicketEvent.id", lazy="selectin"
+    )
+
+
+class TicketEvent(Base):
+    """The journal: who changed what, when, through which channel."""
+
+    __tablename__ = "ticket_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    at: Mapped[datetime] = mapped_column(_tz())
+    actor: Mapped[str] = mapped_column(String(320))
+    channel: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    before: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    after: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    note: Mapped[str] = mapped_column(Text, default="")
+    # Visible to the requester (a public comment or a status change) or internal.
+    public: Mapped[bool] = mapped_column(Boolean, default=True)
+    raw_id: Mapped[int | None] = mapped_column(ForeignKey("raw_messages.id"))
+
+    ticket: Mapped[Ticket] = relationship(back_populates="events")
+
+
+class TicketKeyCounter(Base):
+    """Next number per key prefix; bumped under a row lock so keys never repeat."""
+
+    __tablename__ = "ticket_key_counters"
+
+    prefix: Mapped[str] = mapped_column(String(16), primary_key=True)
+    last_value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class RawMessage(Base):
+    """Every inbound message exactly as received, kept even when it cannot be parsed."""
+
+    __tablename__ = "raw_messages"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))
+    message_id: Mapped[str | None] = mapped_column(String(998), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    received_at: Mapped[datetime] = mapped_column(_tz())
+    envelope_from: Mapped[str] = mapped_column(String(320), default="")
+    envelope_to: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    # parsed | quarantined | ignored (automatic mail that only got stored)
+    status: Mapped[str] = mapped_column(String(16), default="parsed")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+
+
+class Blob(Base):
+    """Content-addressed attachment bytes: the same file attached twice is stored once."""
+
+    __tablename__ = "blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Attachment(Base):
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("ticket_events.id"))
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"))
+
+
+class Alert(Base):
+    """One alert identity as seen by a monitoring source, tied to the ticket it raised."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_source_fingerprint", "source", "fingerprint"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))
+    fingerprint: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))  # firing | resolved
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    occurrences: Mapped[int] = mapped_column(Integer, default=1)
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    annotations: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    first_seen: Mapped[datetime] = mapped_column(_tz())
+    last_seen: Mapped[datetime] = mapped_column(_tz())
+    resolved_at: Mapped[datetime | None] = mapped_column(_tz())
+
+
+class OutboxMessage(Base):
+    """A notification written in the same transaction as the change that caused it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))  # mail | chat
+    event: Mapped[str] = mapped_column(String(32))
+    recipients: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    message_id: Mapped[str | None] = mapped_column(String(998), unique=True)
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|sent|dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(_tz())
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(_tz())
+    sent_at: Mapped[datetime | None] = mapped_column(_tz())
+
+
+class IntakeKey(Base):
+    """Dedup ledger: one row per idempotency key seen; redelivery finds it and stops."""
+
+    __tablename__ = "intake_keys"
+    __table_args__ = (UniqueConstraint("source", "key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(512))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    first_seen: Mapped[datetime] = mapped_column(_tz())
+    last_seen: Mapped[datetime] = mapped_column(_tz())
+    deliveries: Mapped[int] = mapped_column(Integer, default=1)

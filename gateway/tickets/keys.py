@@ -1,0 +1,30 @@
+"""Human ticket numbers (INC-000123): one counter row per prefix, bumped atomically."""
+
+from __future__ import annotations
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from gateway.storage.models import TicketKeyCounter
+
+
+def format_key(prefix: str, number: int, digits: int) -> str:
+    return f"{prefix}-{number:0{digits}d}"
+
+
+def next_key(session: Session, prefix: str, digits: int) -> str:
+    """Allocate the next key for `prefix` inside the caller's transaction.
+
+    The upsert takes a row lock on PostgreSQL (SQLite serialises writers anyway), so two
+    concurrent transactions can never read the same value; if the caller rolls back, the number
+    was never used by a ticket, so keys still never repeat.
+    """
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = TicketKeyCounter.__table__
+    stmt = insert(table).values(prefix=prefix, last_value=1)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[table.c.prefix], set_={"last_value": table.c.last_value + 1}
+    ).returning(table.c.last_value)
+    number = session.execute(stmt).scalar_one()
+    return format_key(prefix, number, digits)

@@ -1,0 +1,63 @@
+"""Tickets and journal events as JSON-ready dicts (CONTRACT.md "Tickets (JSON)")."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from gateway.storage.models import Ticket, TicketEvent
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def ticket_to_dict(ticket: Ticket) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "key": ticket.key,
+        "type": ticket.type,
+        "priority": ticket.priority,
+        "status": ticket.status,
+        "subject": ticket.subject,
+        "description": ticket.description,
+        "requester": ticket.requester,
+        "requester_name": ticket.requester_name,
+        "assignee": ticket.assignee,
+        "group": ticket.group,
+        "category": ticket.category,
+        "source": ticket.source,
+        "tags": list(ticket.tags or []),
+        "participants": list(ticket.participants or []),
+        "approvers": list(ticket.approvers or []),
+        "approvals": list(ticket.approvals or []),
+        "created_at": _iso(ticket.created_at),
+        "updated_at": _iso(ticket.updated_at),
+        "resolved_at": _iso(ticket.resolved_at),
+        "closed_at": _iso(ticket.closed_at),
+        "sla": {
+            "policy": ticket.sla_policy,
+            "response_due": _iso(ticket.response_due),
+            "resolution_due": _iso(ticket.resolution_due),
+            "responded_at": _iso(ticket.responded_at),
+            "breached": ticket.breached,
+        },
+    }
+    if ticket.fingerprint:
+        data["fingerprint"] = ticket.fingerprint
+        data["occurrences"] = ticket.occurrences
+        data["labels"] = dict(ticket.labels or {})
+    return data
+
+
+def event_to_dict(event: TicketEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "at": _iso(event.at),
+        "actor": event.actor,
+        "channel": event.channel,
+        "kind": event.kind,
+        "before": event.before,
+        "after": event.after,
+        "note": event.note,
+        "public": event.public,
+    }

@@ -1,0 +1,273 @@
+"""Ticket changes inside a caller's transaction; every change writes a journal event.
+
+The decisions come from the pure state machine (`states.decide`); this module only applies them
+to rows. Callers own the transaction (`with db.unit() as session:`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from gateway.config import PRIORITIES, TICKET_TYPES, TicketSettings
+from gateway.storage.models import Ticket, TicketEvent
+from gateway.tickets.keys import next_key
+from gateway.tickets.states import Applied, Command, Refused, Status, TicketView, decide
+from gateway.tickets.states import initial_status as _initial_status
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who makes a change and through which channel (smtp, api, cli, alertmanager, ...)."""
+
+    id: str
+    role: str
+    channel: str
+
+
+SYSTEM = "system"
+
+
+@dataclass
+class NewTicket:
+    type: str
+    priority: str
+    subject: str
+    source: str
+    description: str = ""
+    requester: str | None = None
+    requester_name: str = ""
+    assignee: str | None = None
+    group: str | None = None
+    category: str | None = None
+    tags: list[str] = field(default_factory=list)
+    participants: list[str] = field(default_factory=list)
+    labels: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str | None = None
+    approvers: list[str] = field(default_factory=list)
+    sla_policy: str | None = None
+    parent_id: int | None = None
+
+
+# Fields an API/CLI user may change directly; status moves only through actions.
+EDITABLE = ("subject", "description", "priority", "category", "tags", "type", "group", "assignee")
+
+
+def view(ticket: Ticket) -> TicketView:
+    return TicketView(
+        status=ticket.status,
+        type=ticket.type,
+        requester=ticket.requester,
+        assignee=ticket.assignee,
+        group=ticket.group,
+        approvers=tuple(ticket.approvers or ()),
+        approvals=tuple(ticket.approvals or ()),
+    )
+
+
+def journal(
+    session: Session,
+    ticket: Ticket,
+    actor: Actor,
+    kind: str,
+    now: datetime,
+    *,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    note: str = "",
+    public: bool = True,
+    raw_id: int | None = None,
+) -> TicketEvent:
+    event = TicketEvent(
+        ticket=ticket,
+        at=now,
+        actor=actor.id,
+        channel=actor.channel,
+        kind=kind,
+        before=before or {},
+        after=after or {},
+        note=note,
+        public=public,
+        raw_id=raw_id,
+    )
+    session.add(event)
+    ticket.updated_at = now
+    return event
+
+
+def create_ticket(
+    session: Session,
+    settings: TicketSettings,
+    new: NewTicket,
+    actor: Actor,
+    now: datetime,
+    *,
+    raw_id: int | None = None,
+) -> Ticket:
+    if new.type not in TICKET_TYPES:
+        raise ValueError(f"unknown ticket type {new.type!r}")
+    if new.priority not in PRIORITIES:
+        raise ValueError(f"unknown priority {new.priority!r}")
+    status = _initial_status(new.type, new.approvers)
+    if status == Status.NEW and (new.assignee or new.group):
+        status = Status.ASSIGNED
+    ticket = Ticket(
+        key=next_key(session, settings.key_prefixes[new.type], settings.key_digits),
+        type=new.type,
+        priority=new.priority,
+        status=str(status),
+        subject=new.subject[:998],
+        description=new.description,
+        requester=new.requester,
+        requester_name=new.requester_name[:200],
+        assignee=new.assignee,
+        group=new.group,
+        category=new.category,
+        source=new.source,
+        tags=list(new.tags),
+        participants=list(new.participants),
+        labels=dict(new.labels),
+        fingerprint=new.fingerprint,
+        occurrences=1,
+        approvers=list(new.approvers),
+        approvals=[],
+        sla_policy=new.sla_policy,
+        parent_id=new.parent_id,
+        breached=False,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(ticket)
+    journal(
+        session,
+        ticket,
+        actor,
+        "created",
+        now,
+        after=snapshot(ticket),
+        note=f"created from {new.source}",
+        raw_id=raw_id,
+    )
+    return ticket
+
+
+def snapshot(ticket: Ticket) -> dict[str, Any]:
+    return {
+        "type": ticket.type,
+        "priority": ticket.priority,
+        "status": ticket.status,
+        "assignee": ticket.assignee,
+        "group": ticket.group,
+        "category": ticket.category,
+    }
+
+
+def apply_command(
+    session: Session, ticket: Ticket, cmd: Command, channel: str, now: datetime
+) -> Applied | Refused:
+    """Run a lifecycle action through the state machine and journal the outcome."""
+    result = decide(view(ticket), cmd)
+    if isinstance(result, Refused):
+        return result
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
+    for name, (old, new) in result.changes.items():
+        setattr(ticket, name, list(new) if isinstance(new, tuple) else new)  # type: ignore[arg-type]
+        before[name] = list(old) if isinstance(old, tuple) else old
+        after[name] = list(new) if isinstance(new, tuple) else new
+    ticket.status = str(result.status)
+    _stamp(ticket, cmd, now)
+    note = result.note
+    if cmd.reason:
+        note = f"{note}: {cmd.reason}" if note else cmd.reason
+    journal(
+        session,
+        ticket,
+        Actor(cmd.actor, cmd.role, channel),
+        f"action.{cmd.action}",
+        now,
+        before=before,
+        after=after,
+        note=note,
+    )
+    return result
+
+
+def _stamp(ticket: Ticket, cmd: Command, now: datetime) -> None:
+    # Response counts from the first agent action the requester can see, not from an
+    # automatic acknowledgement (issue: SLA rules).
+    if cmd.action in ("start", "resolve") and cmd.role != SYSTEM and ticket.responded_at is None:
+        ticket.responded_at = now
+    if ticket.status == Status.RESOLVED:
+        ticket.resolved_at = now
+    elif ticket.status == Status.CLOSED:
+        ticket.closed_at = now
+    elif ticket.status == Status.REOPENED:
+        ticket.resolved_at = None
+        ticket.closed_at = None
+
+
+def add_comment(
+    session: Session,
+    ticket: Ticket,
+    actor: Actor,
+    text: str,
+    now: datetime,
+    *,
+    public: bool = True,
+    raw_id: int | None = None,
+) -> TicketEvent:
+    if public and actor.role in ("agent", "admin") and ticket.responded_at is None:
+        ticket.responded_at = now
+    return journal(session, ticket, actor, "comment", now, note=text, public=public, raw_id=raw_id)
+
+
+def update_fields(
+    session: Session,
+    ticket: Ticket,
+    changes: dict[str, Any],
+    actor: Actor,
+    now: datetime,
+    *,
+    reason: str | None = None,
+) -> Refused | None:
+    """Change editable fields; a new assignee or group is a reassignment and needs a reason."""
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        return Refused(
+            f"cannot change {', '.join(sorted(unknown))}; editable: {', '.join(EDITABLE)}"
+        )
+    if "priority" in changes and changes["priority"] not in PRIORITIES:
+        return Refused(f"priority must be one of {', '.join(PRIORITIES)}")
+    if "type" in changes and changes["type"] not in TICKET_TYPES:
+        return Refused(f"type must be one of {', '.join(TICKET_TYPES)}")
+    reassign = {k: v for k, v in changes.items() if k in ("assignee", "group")}
+    if reassign:
+        outcome = apply_command(
+            session,
+            ticket,
+            Command(
+                action="assign",
+                actor=actor.id,
+                role=actor.role,
+                assignee=reassign.get("assignee", ticket.assignee),
+                group=reassign.get("group", ticket.group),
+                reason=reason,
+            ),
+            actor.channel,
+            now,
+        )
+        if isinstance(outcome, Refused):
+            return outcome
+    plain = {k: v for k, v in changes.items() if k not in reassign and getattr(ticket, k) != v}
+    if plain:
+        before = {k: getattr(ticket, k) for k in plain}
+        for name, value in plain.items():
+            setattr(ticket, name, value)
+        journal(
+            session, ticket, actor, "updated", now, before=before, after=plain, note=reason or ""
+        )
+    return None
