@@ -1,0 +1,41 @@
+"""The HTTP application: API, health, metrics (and the webhooks of later channels)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import FastAPI
+
+from gateway.api import errors, health, tickets
+from gateway.api.auth import TokenAuth
+from gateway.api.limits import BodyLimit
+from gateway.clock import Clock, utc_now
+from gateway.config import Settings
+from gateway.pipeline import Pipeline
+from gateway.storage.db import Database
+
+
+def create_app(
+    settings: Settings,
+    db: Database,
+    pipeline: Pipeline,
+    *,
+    clock: Clock = utc_now,
+    accepting: Callable[[], bool] = lambda: True,
+) -> FastAPI:
+    app = FastAPI(
+        title="ops-gateway",
+        version="0.1.0",
+        description="Intake gateway for IT-operations tickets.",
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.pipeline = pipeline
+    app.state.clock = clock
+    app.state.accepting = accepting
+    app.state.auth = TokenAuth(settings.api.tokens)
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(tickets.router)
+    app.add_middleware(BodyLimit, limit=settings.http.max_body_bytes)
+    return app

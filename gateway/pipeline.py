@@ -1,0 +1,293 @@
+"""The one intake pipeline: Intake -> dedup -> classify -> apply to a ticket, in one transaction.
+
+Every channel (SMTP, IMAP, webhooks, inspections, API) builds an `Intake` and calls
+`Pipeline.process`; none of them writes tickets by itself (STYLE.md habit 1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from gateway import metrics
+from gateway.clock import Clock, utc_now
+from gateway.config import Settings
+from gateway.intake import Intake
+from gateway.storage.db import Database, StoreUnavailable
+from gateway.storage.models import IntakeKey, RawMessage, Ticket
+from gateway.tickets import service
+from gateway.tickets.states import Status
+
+log = logging.getLogger(__name__)
+
+CLOSED_STATUSES = (Status.RESOLVED, Status.CLOSED, Status.REJECTED)
+TICKET_TAG = re.compile(r"\[([A-Z][A-Z0-9]{1,15}-\d{3,12})\]")
+
+
+class Decision(Protocol):
+    """What classification hands the pipeline (gateway.rules produces it)."""
+
+    type: str
+    priority: str
+    category: str | None
+    group: str | None
+    assignee: str | None
+    tags: Any
+    sla_policy: str | None
+    approvers: Any
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class Classifier(Protocol):
+    def __call__(self, intake: Intake) -> Decision: ...
+
+
+@dataclass(frozen=True)
+class RawInput:
+    """An inbound message exactly as received, stored before anything else is done with it."""
+
+    data: bytes
+    envelope_from: str = ""
+    envelope_to: tuple[str, ...] = ()
+    quarantine_reason: str = ""  # non-empty: kept, but no ticket is touched
+
+
+# Explicit outcomes (STYLE.md habit 4); the edges map them to SMTP codes and HTTP statuses.
+@dataclass(frozen=True)
+class Created:
+    key: str
+
+
+@dataclass(frozen=True)
+class Updated:
+    key: str
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    key: str | None
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Refused:
+    reason: str
+
+
+Outcome = Created | Updated | Duplicate | Quarantined | Refused
+
+
+class Pipeline:
+    def __init__(
+        self, db: Database, settings: Settings, classify: Classifier, clock: Clock = utc_now
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.classify = classify
+        self.clock = clock
+
+    def process(self, intake: Intake, raw: RawInput | None = None) -> Outcome:
+        """Turn one intake into a new ticket or an update, committed before returning.
+
+        Raises StoreUnavailable when the database cannot take the write: the caller answers
+        "retry later" and the sender's redelivery then goes through dedup.
+        """
+        started = time.perf_counter()
+        try:
+            outcome = self._process_once(intake, raw)
+        except IntegrityError:
+            # A concurrent delivery of the same message won the race on a unique key; this
+            # one is a duplicate of it.
+            outcome = self._process_once(intake, raw)
+        except StoreUnavailable:
+            metrics.INTAKE.labels(intake.source, "unavailable").inc()
+            raise
+        metrics.INTAKE.labels(intake.source, type(outcome).__name__.lower()).inc()
+        metrics.PIPELINE_SECONDS.labels(intake.source).observe(time.perf_counter() - started)
+        return outcome
+
+    def _process_once(self, intake: Intake, raw: RawInput | None) -> Outcome:
+        now = self.clock()
+        dedup_key = intake.dedup_key or _raw_key(intake, raw)
+        with self.db.unit() as session:
+            if dedup_key:
+                seen = session.scalars(
+                    select(IntakeKey).where(
+                        IntakeKey.source == intake.source, IntakeKey.key == dedup_key
+                    )
+                ).first()
+                if seen is not None:
+                    seen.deliveries += 1
+                    seen.last_seen = now
+                    key = session.get(Ticket, seen.ticket_id).key if seen.ticket_id else None
+                    return Duplicate(key)
+            raw_row = self._store_raw(session, intake, raw, now) if raw else None
+            raw_id = raw_row.id if raw_row else intake.raw_id
+            outcome: Outcome
+            ticket: Ticket | None = None
+            if raw is not None and raw.quarantine_reason:
+                outcome = Quarantined(raw.quarantine_reason)
+            else:
+                ticket = self._find_target(session, intake)
+                if ticket is not None:
+                    self._update(session, ticket, intake, raw_id, now)
+                    outcome = Updated(ticket.key)
+                else:
+                    ticket = self._create(session, intake, raw_id, now)
+                    outcome = Created(ticket.key)
+            session.flush()  # assigns ticket.id
+            if raw_row is not None and ticket is not None:
+                raw_row.ticket_id = ticket.id
+            if dedup_key:
+                session.add(
+                    IntakeKey(
+                        source=str(intake.source),
+                        key=dedup_key,
+                        ticket_id=ticket.id if ticket else None,
+                        first_seen=now,
+                        last_seen=now,
+                        deliveries=1,
+                    )
+                )
+            session.flush()
+        if isinstance(outcome, Created) and ticket is not None:
+            metrics.TICKETS_CREATED.labels(ticket.type, ticket.priority).inc()
+        return outcome
+
+    def _store_raw(self, session: Session, intake: Intake, raw: RawInput, now: Any) -> RawMessage:
+        row = RawMessage(
+            source=str(intake.source),
+            message_id=intake.message_id,
+            sha256=hashlib.sha256(raw.data).hexdigest(),
+            received_at=now,
+            envelope_from=raw.envelope_from,
+            envelope_to=list(raw.envelope_to),
+            size=len(raw.data),
+            data=raw.data,
+            status="quarantined" if raw.quarantine_reason else "parsed",
+            reason=raw.quarantine_reason,
+        )
+        session.add(row)
+        session.flush()
+        return row
+
+    def _find_target(self, session: Session, intake: Intake) -> Ticket | None:
+        """The open ticket this intake continues, if any."""
+        if intake.fingerprint:
+            found = session.scalars(
+                select(Ticket)
+                .where(
+                    Ticket.fingerprint == intake.fingerprint,
+                    Ticket.source == str(intake.source),
+                    Ticket.status.not_in([str(s) for s in CLOSED_STATUSES]),
+                )
+                .order_by(Ticket.id.desc())
+            ).first()
+            if found is not None:
+                return found
+        match = TICKET_TAG.search(intake.subject)
+        if match:
+            ticket = session.scalars(select(Ticket).where(Ticket.key == match.group(1))).first()
+            if ticket is not None and _is_participant(ticket, intake.sender):
+                return ticket
+        return None
+
+    def _update(
+        self, session: Session, ticket: Ticket, intake: Intake, raw_id: int | None, now: Any
+    ) -> None:
+        actor = service.Actor(intake.sender or service.SYSTEM, "requester", str(intake.source))
+        if intake.fingerprint and ticket.fingerprint == intake.fingerprint:
+            # A repeat of an active alert counts an occurrence instead of flooding the journal.
+            ticket.occurrences += 1
+            ticket.updated_at = now
+            return
+        service.add_comment(session, ticket, actor, intake.body, now, raw_id=raw_id)
+
+    def _create(self, session: Session, intake: Intake, raw_id: int | None, now: Any) -> Ticket:
+        decision = self.classify(intake)
+        defaults = self.settings.tickets
+        new = service.NewTicket(
+            type=intake.type or decision.type or defaults.default_type,
+            priority=intake.priority or decision.priority or defaults.default_priority,
+            subject=intake.subject or "(no subject)",
+            source=str(intake.source),
+            description=intake.body,
+            requester=intake.sender or None,
+            requester_name=intake.sender_name,
+            assignee=decision.assignee,
+            group=intake.group or decision.group or defaults.default_group,
+            category=intake.category or decision.category,
+            tags=sorted({*intake.tags, *(decision.tags or ())}),
+            participants=sorted(set(intake.cc)),
+            labels=dict(intake.labels),
+            fingerprint=intake.fingerprint,
+            approvers=list(decision.approvers or ()),
+            sla_policy=decision.sla_policy,
+        )
+        actor = service.Actor(intake.sender or service.SYSTEM, "requester", str(intake.source))
+        ticket = service.create_ticket(session, defaults, new, actor, now, raw_id=raw_id)
+        service.journal(
+            session,
+            ticket,
+            service.Actor(service.SYSTEM, service.SYSTEM, "rules"),
+            "classified",
+            now,
+            after=decision.to_dict(),
+            note=_explain(decision.to_dict()),
+            public=False,
+        )
+        return ticket
+
+
+def _raw_key(intake: Intake, raw: RawInput | None) -> str | None:
+    # Same Message-ID, or the same bytes when there is none, is the same delivery.
+    if intake.message_id:
+        return f"msgid:{intake.message_id}"
+    if raw is not None:
+        return f"sha256:{hashlib.sha256(raw.data).hexdigest()}"
+    return None
+
+
+def _is_participant(ticket: Ticket, sender: str) -> bool:
+    sender = sender.lower()
+    return sender == (ticket.requester or "").lower() or sender in {
+        p.lower() for p in ticket.participants or ()
+    }
+
+
+def _explain(decision: dict[str, Any]) -> str:
+    matches = decision.get("matches") or []
+    rule = decision.get("rule") or "default"
+    if not matches:
+        return f"rule {rule}: no keyword matched"
+    parts = [
+        f"{m.get('keyword') or m.get('pattern')!r} in {m.get('field')}"
+        for m in matches
+        if isinstance(m, dict)
+    ]
+    return f"rule {rule}: " + ", ".join(parts)
+
+
+__all__ = [
+    "Created",
+    "Duplicate",
+    "Outcome",
+    "Pipeline",
+    "Quarantined",
+    "RawInput",
+    "Refused",
+    "StoreUnavailable",
+]
