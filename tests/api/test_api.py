@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -10,8 +11,10 @@ from fastapi.testclient import TestClient
 from gateway.api.app import create_app
 from gateway.config import ApiSettings, ApiToken, Settings
 from gateway.pipeline import Pipeline
-from gateway.rules.runtime import RulesRuntime
+from gateway.rules.holder import RulesHolder
 from gateway.storage.db import Database
+
+DEFAULT_RULES = Path(__file__).resolve().parents[2] / "gateway" / "defaults" / "rules.yaml"
 
 TOKENS = {
     "alice": ApiToken(token="alice-requester-token", role="requester", email="alice@example.com"),
@@ -30,7 +33,7 @@ def auth(name: str) -> dict[str, str]:
 @pytest.fixture
 def client(settings: Settings, db: Database, clock) -> Iterator[TestClient]:
     settings = settings.model_copy(update={"api": ApiSettings(tokens=TOKENS)})
-    rules = RulesRuntime.load(settings)
+    rules = RulesHolder(DEFAULT_RULES)
     pipeline = Pipeline(db, settings, rules.classify, clock)
     app = create_app(settings, db, pipeline, clock=clock)
     with TestClient(app) as c:

@@ -1,0 +1,166 @@
+"""SMTP intake benchmark: the real daemon against a no-op aiosmtpd server, in one run.
+
+    .venv/bin/python bench/bench_smtp.py [--messages 2000] [--connections 8]
+
+Both servers run as separate processes on loopback; the same client (C threads, each with its
+own persistent SMTP connection, smtplib) sends N distinct messages to each and reports
+messages/second and per-message latency (MAIL FROM to the reply to DATA). The gateway answers
+250 only after commit, so its figure includes parsing, classification and the SQLite write.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import smtplib
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+NOOP_SERVER = """
+import asyncio, sys
+from aiosmtpd.smtp import SMTP
+
+class Handler:
+    async def handle_DATA(self, server, session, envelope):
+        return "250 OK"
+
+async def main():
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SMTP(Handler(), hostname="noop"), "127.0.0.1",
+                                      int(sys.argv[1]))
+    async with server:
+        await server.serve_forever()
+
+asyncio.run(main())
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"port {port} did not open")
+
+
+def message(i: int, run: str) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = f"user{i % 50}@example.com"
+    msg["To"] = "support@example.com"
+    msg["Subject"] = f"[bench] 服务器宕机 host-{i}" if i % 2 else f"[bench] VPN issue {i}"
+    msg["Message-ID"] = f"<bench-{run}-{i}@example.com>"
+    msg.set_content(
+        "数据库连接超时，请尽快处理。The app cannot reach the database.\n" * 20, cte="base64"
+    )
+    return msg.as_bytes(policy=SMTP_POLICY)
+
+
+def blast(port: int, n: int, connections: int, run: str) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    lock = threading.Lock()
+    counter = iter(range(n))
+    counter_lock = threading.Lock()
+    payloads = [message(i, run) for i in range(n)]
+
+    def worker() -> None:
+        mine = []
+        with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
+            client.ehlo("bench")
+            while True:
+                with counter_lock:
+                    i = next(counter, None)
+                if i is None:
+                    break
+                t0 = time.perf_counter()
+                client.sendmail(f"user{i % 50}@example.com", ["support@example.com"], payloads[i])
+                mine.append(time.perf_counter() - t0)
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=worker) for _ in range(connections)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - start, latencies
+
+
+def report(name: str, elapsed: float, latencies: list[float]) -> float:
+    rate = len(latencies) / elapsed
+    qs = statistics.quantiles(latencies, n=100)
+    print(
+        f"{name:<22} {len(latencies):>6} msgs  {rate:8.1f} msg/s  "
+        f"p50 {qs[49] * 1000:7.2f} ms  p99 {qs[98] * 1000:7.2f} ms"
+    )
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--connections", type=int, default=8)
+    args = parser.parse_args()
+    run = str(int(time.time()))
+
+    noop_port = free_port()
+    noop = subprocess.Popen([sys.executable, "-c", NOOP_SERVER, str(noop_port)])
+    with tempfile.TemporaryDirectory() as folder:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "init", "--dir", folder],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        gw_port = free_port()
+        env.update(
+            GATEWAY_SMTP__PORT=str(gw_port),
+            GATEWAY_HTTP__ENABLED="false",
+            GATEWAY_DAEMON__LOG_LEVEL="WARNING",
+        )
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "run", "--config", f"{folder}/gateway.toml"],
+            env=env,
+        )
+        try:
+            wait_port(noop_port)
+            wait_port(gw_port)
+            print(f"{args.messages} messages over {args.connections} connections, loopback")
+            blast(noop_port, 50, 2, "warm")  # let both processes settle imports and caches
+            blast(gw_port, 50, 2, "warm")
+            noop_rate = report(
+                "no-op aiosmtpd", *blast(noop_port, args.messages, args.connections, run)
+            )
+            gw_rate = report(
+                "gateway (SQLite)", *blast(gw_port, args.messages, args.connections, run)
+            )
+            print(f"gateway / no-op = {gw_rate / noop_rate:.2f}")
+        finally:
+            gateway.terminate()
+            noop.terminate()
+            gateway.wait(timeout=30)
+            noop.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

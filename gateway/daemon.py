@@ -1,0 +1,129 @@
+"""`gateway run`: HTTP, SMTP and the scheduler in one asyncio process.
+
+Shutdown order (STYLE.md habit 12): stop taking new work, finish what is in hand, then close
+the store. SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import uvicorn
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from gateway.api.app import create_app
+from gateway.clock import utc_now
+from gateway.config import Settings
+from gateway.ingest.smtp import IntakeHandler, make_smtp_factory
+from gateway.pipeline import Pipeline
+from gateway.rules.holder import RulesHolder
+from gateway.storage import migrate
+from gateway.storage.db import Database
+
+log = logging.getLogger("gateway.daemon")
+
+
+@dataclass
+class Daemon:
+    settings: Settings
+    db: Database = field(init=False)
+    rules: RulesHolder = field(init=False)
+    pipeline: Pipeline = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.db = Database(self.settings.database)
+        self.rules = RulesHolder(self.settings.rules_path)
+        self.pipeline = Pipeline(self.db, self.settings, self.rules.classify, utc_now)
+        self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="intake")
+        self.handler = IntakeHandler(self.pipeline, self.settings, self.executor)
+        self.stopping = asyncio.Event()
+        self.smtp_address: tuple[str, int] | None = None
+        self.http_address: tuple[str, int] | None = None
+
+    async def run(self) -> int:
+        if self.settings.database.auto_migrate:
+            await asyncio.to_thread(migrate.upgrade, self.db.engine)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_rules)
+
+        scheduler = AsyncIOScheduler(timezone=self.settings.zone)
+        if self.settings.rules.watch_seconds > 0:
+            scheduler.add_job(
+                self.rules.reload_if_changed,
+                "interval",
+                seconds=self.settings.rules.watch_seconds,
+                id="rules-watch",
+                max_instances=1,
+                coalesce=True,
+            )
+        scheduler.start()
+
+        smtp_server = None
+        if self.settings.smtp.enabled:
+            smtp_server = await loop.create_server(
+                make_smtp_factory(self.handler, self.settings),
+                host=self.settings.smtp.host,
+                port=self.settings.smtp.port,
+            )
+            self.smtp_address = smtp_server.sockets[0].getsockname()[:2]
+            log.info("smtp listening on %s:%d", *self.smtp_address)
+
+        http_server, http_task = None, None
+        if self.settings.http.enabled:
+            app = create_app(self.settings, self.db, self.pipeline, accepting=self.accepting)
+            config = uvicorn.Config(
+                app,
+                host=self.settings.http.host,
+                port=self.settings.http.port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+            )
+            http_server = uvicorn.Server(config)
+            # The daemon owns the signals; uvicorn must not install its own.
+            http_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+            http_task = asyncio.create_task(http_server.serve())
+            while not http_server.started and not http_task.done():
+                await asyncio.sleep(0.01)
+            if http_task.done():
+                http_task.result()
+                raise RuntimeError("HTTP server did not start")
+            sock = http_server.servers[0].sockets[0]
+            self.http_address = sock.getsockname()[:2]
+            log.info("http listening on %s:%d", *self.http_address)
+
+        log.info("gateway ready")
+        await self.stopping.wait()
+        log.info("shutting down: draining in-flight work")
+
+        self.handler.accepting = False
+        if smtp_server is not None:
+            smtp_server.close()
+        deadline = loop.time() + self.settings.daemon.drain_seconds
+        while self.handler.inflight and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        if http_server is not None and http_task is not None:
+            http_server.should_exit = True
+            await http_task
+        scheduler.shutdown(wait=False)
+        self.executor.shutdown(wait=True)
+        self.db.dispose()
+        log.info("stopped")
+        return 0
+
+    def accepting(self) -> bool:
+        return not self.stopping.is_set()
+
+    def reload_rules(self) -> None:
+        log.info("SIGHUP: reloading rules")
+        self.rules.reload()
+
+
+def run(settings: Settings) -> int:
+    return asyncio.run(Daemon(settings).run())

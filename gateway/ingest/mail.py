@@ -1,0 +1,52 @@
+"""Raw RFC 5322 bytes -> Intake. Shared by the SMTP listener and the IMAP poller."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.config import Settings
+from gateway.ingest.mailparse import ParseError, parse_message
+from gateway.intake import Intake, Source
+from gateway.pipeline import RawInput
+
+
+@dataclass(frozen=True)
+class MailIntake:
+    intake: Intake
+    raw: RawInput
+
+
+def mail_to_intake(
+    data: bytes,
+    source: Source,
+    settings: Settings,
+    *,
+    envelope_from: str = "",
+    envelope_to: tuple[str, ...] = (),
+) -> MailIntake:
+    """Parse a message; one that cannot be parsed is still kept, in quarantine."""
+    try:
+        parsed = parse_message(
+            data,
+            max_attachment_bytes=settings.tickets.max_attachment_bytes,
+            max_attachments=settings.tickets.max_attachments,
+        )
+    except ParseError as exc:
+        intake = Intake(source=source, sender=envelope_from.lower(), subject="")
+        raw = RawInput(
+            data, envelope_from, envelope_to, quarantine_reason=str(exc) or "unparseable"
+        )
+        return MailIntake(intake, raw)
+    intake = Intake(
+        source=source,
+        sender=parsed.from_address or envelope_from.lower(),
+        sender_name=parsed.from_name,
+        subject=parsed.subject,
+        body=parsed.text,
+        recipients=tuple(parsed.to) or envelope_to,
+        cc=tuple(parsed.cc),
+        message_id=parsed.message_id,
+        in_reply_to=(*parsed.in_reply_to, *parsed.references),
+        received_at=parsed.date,
+    )
+    return MailIntake(intake, RawInput(data, envelope_from, envelope_to))

@@ -1,0 +1,112 @@
+"""SMTP intake: an aiosmtpd handler that hands each message to the pipeline.
+
+RFC 5321 §4.5.3.1 / §6.1: a 250 reply takes responsibility for the message, so it is given only
+after the raw bytes and their ticket change are committed. Anything else is a 4xx (the sending
+MTA retries) or a 5xx with a reason a person can act on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from gateway import metrics
+from gateway.config import Settings
+from gateway.ingest.mail import mail_to_intake
+from gateway.intake import Source
+from gateway.pipeline import Created, Duplicate, Outcome, Pipeline, Quarantined, Refused, Updated
+from gateway.storage.db import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+TEMPFAIL = "451 4.3.0 Ticket store unavailable, try again later"
+
+
+def reply_for(outcome: Outcome) -> str:
+    """The one table from pipeline outcomes to SMTP replies."""
+    match outcome:
+        case Created(key) | Updated(key):
+            return f"250 2.0.0 OK {key}"
+        case Duplicate(key):
+            return f"250 2.0.0 OK duplicate of {key or 'an earlier delivery'}"
+        case Quarantined(reason):
+            return f"250 2.0.0 OK kept for review ({reason[:100]})"
+        case Refused(reason):
+            return f"550 5.7.1 {reason[:200]}"
+    raise AssertionError(f"unmapped outcome {outcome!r}")
+
+
+class IntakeHandler:
+    """aiosmtpd handler: recipient policy and DATA -> pipeline, off the event loop."""
+
+    def __init__(self, pipeline: Pipeline, settings: Settings, executor: ThreadPoolExecutor):
+        self.pipeline = pipeline
+        self.settings = settings
+        self.executor = executor
+        self.inflight = 0
+        self.accepting = True
+
+    def accepts(self, address: str) -> bool:
+        address = address.lower()
+        cfg = self.settings.smtp
+        return address in cfg.addresses or address.rpartition("@")[2] in cfg.domains
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if not self.accepts(address):
+            return f"550 5.1.1 <{address}>: no such support address here"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if not self.accepting:
+            return "421 4.3.2 Shutting down, try again later"
+        data = envelope.original_content or b""
+        self.inflight += 1
+        metrics.SMTP_SESSIONS.inc()
+        try:
+            loop = asyncio.get_running_loop()
+            outcome = await loop.run_in_executor(self.executor, self._store, data, envelope)
+        except StoreUnavailable as exc:
+            log.warning("smtp: store unavailable, answered 451: %s", exc)
+            return TEMPFAIL
+        finally:
+            self.inflight -= 1
+            metrics.SMTP_SESSIONS.dec()
+        return reply_for(outcome)
+
+    def _store(self, data: bytes, envelope: Envelope) -> Outcome:
+        mail = mail_to_intake(
+            data,
+            Source.SMTP,
+            self.settings,
+            envelope_from=envelope.mail_from or "",
+            envelope_to=tuple(envelope.rcpt_tos),
+        )
+        return self.pipeline.process(mail.intake, mail.raw)
+
+    async def handle_exception(self, error: BaseException) -> str:
+        # aiosmtpd's default is "500 Error: (Class) message": the sender would bounce the mail
+        # and learn our internals. An unexpected failure must make it retry instead.
+        log.exception("smtp: unexpected error", exc_info=error)
+        return "451 4.3.0 Temporary failure, try again later"
+
+
+def make_smtp_factory(handler: IntakeHandler, settings: Settings) -> Any:
+    cfg = settings.smtp
+
+    def factory() -> SMTP:
+        return SMTP(
+            handler,
+            data_size_limit=cfg.max_message_bytes,
+            hostname=cfg.hostname,
+            ident="ESMTP ops-gateway",
+            enable_SMTPUTF8=True,
+        )
+
+    return factory

@@ -1,0 +1,237 @@
+"""The daemon as a user runs it: `gateway init`, `gateway run`, real SMTP and HTTP sockets."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import IN_CI
+
+GATEWAY = [sys.executable, "-m", "gateway.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@dataclass
+class Running:
+    proc: subprocess.Popen
+    folder: Path
+    env: dict[str, str]
+    smtp_port: int
+    http_port: int
+    token: str
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*GATEWAY, *args, "--config", str(self.folder / "gateway.toml")],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Running]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    init = subprocess.run(
+        [*GATEWAY, "init", "--dir", str(tmp_path)], env=env, capture_output=True, text=True
+    )
+    assert init.returncode == 0, init.stderr
+    token = re.search(r"admin API token: (\S+)\)", init.stdout).group(1)
+    smtp_port, http_port = free_port(), free_port()
+    env.update(
+        GATEWAY_SMTP__PORT=str(smtp_port),
+        GATEWAY_HTTP__PORT=str(http_port),
+        GATEWAY_RULES__WATCH_SECONDS="0.2",
+    )
+    log = open(tmp_path / "daemon.log", "w")  # noqa: SIM115 - closed in the finaliser
+    proc = subprocess.Popen(
+        [*GATEWAY, "run", "--config", str(tmp_path / "gateway.toml")],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    running = Running(proc, tmp_path, env, smtp_port, http_port, token)
+
+    def ready() -> bool:
+        assert proc.poll() is None, (tmp_path / "daemon.log").read_text()
+        try:
+            return httpx.get(f"http://127.0.0.1:{http_port}/readyz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(ready, what="daemon ready")
+    yield running
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    log.close()
+
+
+def send(port: int, subject: str, body: str, sender: str = "alice@example.com", **headers) -> tuple:
+    msg = EmailMessage()
+    msg["From"] = f"Alice <{sender}>"
+    msg["To"] = "support@example.com"
+    msg["Subject"] = subject
+    for name, value in headers.items():
+        msg[name.replace("_", "-")] = value
+    msg.set_content(body)
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        return client.send_message(msg), client.noop()
+
+
+def test_mail_becomes_a_ticket_in_cli_and_api(daemon: Running) -> None:
+    send(
+        daemon.smtp_port,
+        "服务器宕机 db-bj-03",
+        "数据库服务器无法连接",
+        Message_ID="<m1@example.com>",
+    )
+    listed = daemon.cli("tickets", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    tickets = json.loads(listed.stdout)
+    assert len(tickets) == 1
+    t = tickets[0]
+    assert t["subject"] == "服务器宕机 db-bj-03"
+    assert t["requester"] == "alice@example.com"
+    assert t["source"] == "smtp"
+    api = httpx.get(
+        f"http://127.0.0.1:{daemon.http_port}/api/v1/tickets",
+        headers={"Authorization": f"Bearer {daemon.token}"},
+    ).json()
+    assert [x["key"] for x in api["tickets"]] == [t["key"]]
+    shown = daemon.cli("tickets", "show", t["key"])
+    assert (
+        shown.returncode == 0
+        and "created" in shown.stdout
+        and "数据库服务器无法连接" in shown.stdout
+    )
+    # Redelivery of the same message is acknowledged and makes no second ticket.
+    send(
+        daemon.smtp_port,
+        "服务器宕机 db-bj-03",
+        "数据库服务器无法连接",
+        Message_ID="<m1@example.com>",
+    )
+    assert len(json.loads(daemon.cli("tickets", "list", "--json").stdout)) == 1
+    metrics = httpx.get(f"http://127.0.0.1:{daemon.http_port}/metrics").text
+    assert 'gateway_intake_total{outcome="created",source="smtp"} 1.0' in metrics
+    assert 'gateway_intake_total{outcome="duplicate",source="smtp"} 1.0' in metrics
+
+
+def test_unknown_recipient_is_refused_with_550(daemon: Running) -> None:
+    with smtplib.SMTP("127.0.0.1", daemon.smtp_port, timeout=30) as client:
+        client.ehlo()
+        client.mail("alice@example.com")
+        code, reply = client.rcpt("nobody@elsewhere.org")
+    assert code == 550 and b"nobody@elsewhere.org" in reply
+
+
+def test_swaks_conversation(daemon: Running) -> None:
+    swaks = shutil.which("swaks")
+    if swaks is None:
+        if IN_CI:
+            pytest.fail("swaks is not installed (CI=true)")
+        pytest.skip("swaks not installed")
+    out = subprocess.run(
+        [
+            swaks,
+            "--server",
+            f"127.0.0.1:{daemon.smtp_port}",
+            "--from",
+            "bob@example.com",
+            "--to",
+            "support@example.com",
+            "--header",
+            "Subject: VPN down",
+            "--body",
+            "help",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert re.search(r"<-\s+250 2\.0\.0 OK [A-Z]+-\d{6}", out.stdout)
+    assert json.loads(daemon.cli("tickets", "list", "--json").stdout)[0]["subject"] == "VPN down"
+
+
+def test_sigterm_drains_and_exits_zero_and_sighup_reloads(daemon: Running) -> None:
+    daemon.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "reloading rules" in (daemon.folder / "daemon.log").read_text(), what="reload")
+    assert daemon.proc.poll() is None
+    send(daemon.smtp_port, "printer jam", "third floor")
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(timeout=30) == 0
+    log = (daemon.folder / "daemon.log").read_text()
+    assert "stopped" in log
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", daemon.smtp_port), timeout=1)
+
+
+def test_bad_config_names_the_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text('[smtp]\nport = "lots"\n[htp]\nport = 1\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    out = subprocess.run(
+        [*GATEWAY, "run", "--config", str(cfg)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2
+    assert "unknown section [htp]" in out.stderr
+    cfg.write_text('[smtp]\nport = "lots"\n')
+    out = subprocess.run(
+        [*GATEWAY, "run", "--config", str(cfg)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2 and "smtp.port" in out.stderr and "lots" in out.stderr
+    env["GATEWAY_HTTP__PORT"] = "-5"
+    cfg.write_text("")
+    out = subprocess.run(
+        [*GATEWAY, "run", "--config", str(cfg)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2 and "http.port" in out.stderr
+
+
+def test_init_never_overwrites(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    first = subprocess.run(
+        [*GATEWAY, "init", "--dir", str(tmp_path)], env=env, capture_output=True, text=True
+    )
+    assert first.returncode == 0, first.stderr
+    (tmp_path / "rules.yaml").write_text("# mine\n")
+    before = (tmp_path / "gateway.toml").read_text()
+    again = subprocess.run(
+        [*GATEWAY, "init", "--dir", str(tmp_path)], env=env, capture_output=True, text=True
+    )
+    assert again.returncode == 0
+    assert (tmp_path / "gateway.toml").read_text() == before
+    assert (tmp_path / "rules.yaml").read_text() == "# mine\n"
+    assert (tmp_path / "gateway.db").exists()
