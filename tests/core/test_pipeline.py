@@ -1,0 +1,133 @@
+"""The one intake pipeline on real databases: dedup, raw storage, threading, journal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from gateway.config import Settings
+from gateway.intake import Intake, Source
+from gateway.pipeline import Created, Duplicate, Pipeline, Quarantined, RawInput, Updated
+from gateway.rules.holder import RulesHolder
+from gateway.storage.db import Database
+from gateway.storage.models import IntakeKey, RawMessage, Ticket, TicketEvent
+
+RULES = Path(__file__).resolve().parents[2] / "gateway" / "defaults" / "rules.yaml"
+
+
+@pytest.fixture
+def pipeline(db: Database, settings: Settings, clock) -> Pipeline:
+    return Pipeline(db, settings, RulesHolder(RULES).classify, clock)
+
+
+def mail(subject: str, body: str = "", sender: str = "alice@example.com", **kw) -> Intake:
+    return Intake(source=Source.SMTP, sender=sender, subject=subject, body=body, **kw)
+
+
+def count(db: Database, model) -> int:
+    with db.unit(readonly=True) as s:
+        return s.scalar(select(func.count()).select_from(model))
+
+
+def ticket(db: Database, key: str) -> Ticket:
+    with db.unit(readonly=True) as s:
+        t = s.scalars(select(Ticket).where(Ticket.key == key)).one()
+        t.events  # noqa: B018 - load the journal before the session closes
+        return t
+
+
+def test_created_ticket_is_journalled_with_its_classification(pipeline, db) -> None:
+    out = pipeline.process(mail("服务器宕机", "db-bj-03 不通", message_id="a@x"))
+    assert isinstance(out, Created)
+    t = ticket(db, out.key)
+    assert t.requester == "alice@example.com" and t.source == "smtp"
+    kinds = [e.kind for e in t.events]
+    assert kinds == ["created", "classified"]
+    created, classified = t.events
+    assert created.actor == "alice@example.com" and created.channel == "smtp"
+    assert created.after["status"] == t.status
+    assert classified.after["type"] == t.type and classified.after["priority"] == t.priority
+    assert classified.note.startswith("rule ")
+    assert classified.public is False
+
+
+def test_same_message_id_twice_is_one_ticket(pipeline, db) -> None:
+    raw = RawInput(b"Message-ID: <a@x>\r\n\r\nhi\r\n")
+    first = pipeline.process(mail("printer", message_id="a@x"), raw)
+    second = pipeline.process(mail("printer", message_id="a@x"), raw)
+    assert isinstance(first, Created)
+    assert second == Duplicate(first.key)
+    assert count(db, Ticket) == 1 and count(db, RawMessage) == 1
+    with db.unit(readonly=True) as s:
+        assert s.scalars(select(IntakeKey)).one().deliveries == 2
+
+
+def test_without_message_id_the_same_bytes_are_one_ticket(pipeline, db) -> None:
+    raw = RawInput(b"Subject: printer\r\n\r\nhi\r\n")
+    first = pipeline.process(mail("printer"), raw)
+    assert pipeline.process(mail("printer"), raw) == Duplicate(first.key)
+    other = pipeline.process(mail("printer"), RawInput(b"Subject: printer\r\n\r\nhi again\r\n"))
+    assert isinstance(other, Created) and other.key != first.key
+
+
+def test_unparseable_raw_is_kept_in_quarantine(pipeline, db) -> None:
+    junk = b"\x00\xff\xfe garbage that is no message"
+    out = pipeline.process(
+        mail(""), RawInput(junk, "x@y", ("support@example.com",), "not a message")
+    )
+    assert out == Quarantined("not a message")
+    assert count(db, Ticket) == 0
+    with db.unit(readonly=True) as s:
+        raw = s.scalars(select(RawMessage)).one()
+        assert raw.data == junk and raw.status == "quarantined" and raw.reason == "not a message"
+        assert raw.envelope_to == ["support@example.com"]
+
+
+def test_subject_tag_from_the_requester_comments_on_the_ticket(pipeline, db) -> None:
+    key = pipeline.process(mail("VPN down", cc=("bob@example.com",))).key
+    reply = pipeline.process(mail(f"Re: [{key}] VPN down", "still down"))
+    assert reply == Updated(key)
+    cc_reply = pipeline.process(mail(f"Re: [{key}] VPN", "me too", sender="bob@example.com"))
+    assert cc_reply == Updated(key)
+    t = ticket(db, key)
+    comments = [e for e in t.events if e.kind == "comment"]
+    assert [(c.actor, c.note) for c in comments] == [
+        ("alice@example.com", "still down"),
+        ("bob@example.com", "me too"),
+    ]
+
+
+def test_subject_tag_from_a_stranger_never_touches_the_ticket(pipeline, db) -> None:
+    key = pipeline.process(mail("VPN down")).key
+    out = pipeline.process(mail(f"Re: [{key}] close this", "spoof", sender="mallory@evil.test"))
+    assert isinstance(out, Created) and out.key != key
+    assert [e.kind for e in ticket(db, key).events] == ["created", "classified"]
+
+
+def test_repeat_of_an_active_fingerprint_counts_an_occurrence(pipeline, db) -> None:
+    alert = Intake(source=Source.ALERTMANAGER, sender="", subject="disk full", fingerprint="fp1")
+    key = pipeline.process(alert).key
+    assert pipeline.process(alert) == Updated(key)
+    assert pipeline.process(alert) == Updated(key)
+    t = ticket(db, key)
+    assert t.occurrences == 3
+    assert len(t.events) == 2  # no journal flood
+    assert count(db, TicketEvent) == 2
+
+
+def test_channel_preset_fields_win_over_rules(pipeline, db) -> None:
+    out = pipeline.process(
+        Intake(
+            source=Source.INSPECTION,
+            sender="",
+            subject="服务器宕机 drill",
+            type="inspection",
+            priority="P2",
+            group="patrol",
+        )
+    )
+    t = ticket(db, out.key)
+    assert (t.type, t.priority, t.group) == ("inspection", "P2", "patrol")
+    assert t.key.startswith("INS-")
