@@ -37,7 +37,13 @@ class Daemon:
     def __post_init__(self) -> None:
         self.db = Database(self.settings.database)
         self.rules = RulesHolder(self.settings.rules_path)
-        self.pipeline = Pipeline(self.db, self.settings, self.rules.classify, utc_now)
+        self.pipeline = Pipeline(
+            self.db,
+            self.settings,
+            self.rules.classify,
+            utc_now,
+            groups=lambda name: self.rules.ruleset.group(name),
+        )
         self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="intake")
         self.handler = IntakeHandler(self.pipeline, self.settings, self.executor)
         self.stopping = asyncio.Event()

@@ -10,6 +10,7 @@ import hashlib
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,9 +22,11 @@ from gateway import metrics
 from gateway.clock import Clock, utc_now
 from gateway.config import Settings
 from gateway.intake import Intake
+from gateway.rules.model import Group
 from gateway.storage.db import Database, StoreUnavailable
 from gateway.storage.models import IntakeKey, RawMessage, Ticket
 from gateway.tickets import service
+from gateway.tickets.assignment import choose_assignee
 from gateway.tickets.states import Status
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,10 @@ class Decision(Protocol):
 
 class Classifier(Protocol):
     def __call__(self, intake: Intake) -> Decision: ...
+
+
+# The group definitions (members, strategy) of the rules in force.
+GroupLookup = Callable[[str], Group | None]
 
 
 @dataclass(frozen=True)
@@ -92,12 +99,18 @@ Outcome = Created | Updated | Duplicate | Quarantined | Refused
 
 class Pipeline:
     def __init__(
-        self, db: Database, settings: Settings, classify: Classifier, clock: Clock = utc_now
+        self,
+        db: Database,
+        settings: Settings,
+        classify: Classifier,
+        clock: Clock = utc_now,
+        groups: GroupLookup = lambda _name: None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.classify = classify
         self.clock = clock
+        self.groups = groups
 
     def process(self, intake: Intake, raw: RawInput | None = None) -> Outcome:
         """Turn one intake into a new ticket or an update, committed before returning.
@@ -219,6 +232,13 @@ class Pipeline:
     def _create(self, session: Session, intake: Intake, raw_id: int | None, now: Any) -> Ticket:
         decision = self.classify(intake)
         defaults = self.settings.tickets
+        group = intake.group or decision.group or defaults.default_group
+        assignee = decision.assignee
+        strategy = None
+        if assignee is None:
+            rule_group = self.groups(group)
+            assignee = choose_assignee(session, rule_group)
+            strategy = rule_group.strategy if assignee and rule_group else None
         new = service.NewTicket(
             type=intake.type or decision.type or defaults.default_type,
             priority=intake.priority or decision.priority or defaults.default_priority,
@@ -227,8 +247,8 @@ class Pipeline:
             description=intake.body,
             requester=intake.sender or None,
             requester_name=intake.sender_name,
-            assignee=decision.assignee,
-            group=intake.group or decision.group or defaults.default_group,
+            assignee=assignee,
+            group=group,
             category=intake.category or decision.category,
             tags=sorted({*intake.tags, *(decision.tags or ())}),
             participants=sorted(set(intake.cc)),
@@ -249,6 +269,17 @@ class Pipeline:
             note=_explain(decision.to_dict()),
             public=False,
         )
+        if strategy:
+            service.journal(
+                session,
+                ticket,
+                service.Actor(service.SYSTEM, service.SYSTEM, "routing"),
+                "routed",
+                now,
+                after={"group": group, "assignee": assignee},
+                note=f"{assignee} picked from {group} by {strategy}",
+                public=False,
+            )
         return ticket
 
 

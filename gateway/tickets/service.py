@@ -112,7 +112,8 @@ def create_ticket(
     if new.priority not in PRIORITIES:
         raise ValueError(f"unknown priority {new.priority!r}")
     status = _initial_status(new.type, new.approvers)
-    if status == Status.NEW and (new.assignee or new.group):
+    # A group alone is a queue; the ticket is "assigned" once a person owns it.
+    if status == Status.NEW and new.assignee:
         status = Status.ASSIGNED
     ticket = Ticket(
         key=next_key(session, settings.key_prefixes[new.type], settings.key_digits),

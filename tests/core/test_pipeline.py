@@ -131,3 +131,64 @@ def test_channel_preset_fields_win_over_rules(pipeline, db) -> None:
     t = ticket(db, out.key)
     assert (t.type, t.priority, t.group) == ("inspection", "P2", "patrol")
     assert t.key.startswith("INS-")
+
+
+GROUPS = """
+groups:
+  dba: {strategy: round_robin, members: [ann@example.com, ben@example.com, cat@example.com]}
+  ops: {strategy: least_open, members: [dan@example.com, eve@example.com]}
+  queue: {strategy: none, members: [fay@example.com]}
+rules:
+  - name: database
+    when: {any: [数据库, mysql]}
+    then: {type: incident, priority: P1, group: dba}
+  - name: server
+    when: {any: [server]}
+    then: {type: incident, priority: P2, group: ops}
+  - name: queued
+    when: {any: [printer]}
+    then: {group: queue}
+"""
+
+
+@pytest.fixture
+def routed(db: Database, settings: Settings, clock, tmp_path: Path) -> Pipeline:
+    path = tmp_path / "rules.yaml"
+    path.write_text(GROUPS, encoding="utf-8")
+    holder = RulesHolder(path)
+    return Pipeline(db, settings, holder.classify, clock, lambda n: holder.ruleset.group(n))
+
+
+def test_round_robin_takes_turns_from_the_database(routed, db) -> None:
+    keys = [routed.process(mail(f"mysql 慢查询 {i}")).key for i in range(4)]
+    owners = [ticket(db, k).assignee for k in keys]
+    assert owners == [
+        "ann@example.com",
+        "ben@example.com",
+        "cat@example.com",
+        "ann@example.com",
+    ]
+    t = ticket(db, keys[0])
+    assert t.status == "assigned" and t.group == "dba"
+    routed_event = [e for e in t.events if e.kind == "routed"]
+    assert routed_event and "round_robin" in routed_event[0].note
+
+
+def test_least_open_goes_to_the_lighter_load(routed, db) -> None:
+    first = routed.process(mail("server down 1")).key
+    second = routed.process(mail("server down 2")).key
+    assert {ticket(db, first).assignee, ticket(db, second).assignee} == {
+        "dan@example.com",
+        "eve@example.com",
+    }
+    # Close dan's ticket: dan now has fewer open tickets and gets the next one.
+    dan_key = first if ticket(db, first).assignee == "dan@example.com" else second
+    with db.unit() as s:
+        s.scalars(select(Ticket).where(Ticket.key == dan_key)).one().status = "closed"
+    third = routed.process(mail("server down 3")).key
+    assert ticket(db, third).assignee == "dan@example.com"
+
+
+def test_strategy_none_leaves_the_ticket_in_the_group_queue(routed, db) -> None:
+    t = ticket(db, routed.process(mail("printer jam")).key)
+    assert t.group == "queue" and t.assignee is None and t.status == "new"
