@@ -36,7 +36,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     else:
         token = secrets.token_urlsafe(24)
         text = _default_text("gateway.toml").format(
-            database_url=f"sqlite:///{(folder / 'gateway.db').as_posix()}", admin_token=token
+            database_url=f"sqlite:///{(folder / 'gateway.db').as_posix()}",
+            admin_token=token,
+            reply_secret=secrets.token_hex(16),
         )
         config_path.write_text(text, encoding="utf-8")
         print(f"{config_path}: written (admin API token: {token})")

@@ -130,6 +130,35 @@ class TicketSettings(Section):
         return {**cls.model_fields["key_prefixes"].default_factory(), **value}  # type: ignore[misc]
 
 
+class RepliesSettings(Section):
+    """Reply-to-update: how a mail finds its ticket and what a reply may do."""
+
+    # HMAC key for signed reply addresses (support+KEY.token@…); `gateway init` writes a random
+    # one. Empty disables signed addresses (threading still uses Message-IDs and [KEY] tags).
+    secret: str = ""
+    # Addresses that may update any ticket by mail (besides agent/admin API token holders).
+    agents: list[str] = Field(default_factory=list)
+    # A requester's reply to a resolved ticket: rejection reopens it, acceptance closes it.
+    accept_words: list[str] = Field(
+        default_factory=lambda: [
+            "已解决", "已修复", "已恢复", "确认解决", "可以关闭", "没问题了",
+            "confirmed", "fixed", "resolved", "works now", "it works", "please close",
+        ]
+    )  # fmt: skip
+    reject_words: list[str] = Field(
+        default_factory=lambda: [
+            "未解决", "没解决", "没有解决", "未修复", "还是不行", "仍然", "依旧", "问题还在",
+            "not fixed", "not resolved", "still broken", "still not", "still failing",
+            "doesn't work", "does not work", "not working",
+        ]
+    )  # fmt: skip
+
+    @field_validator("agents")
+    @classmethod
+    def _lower(cls, value: list[str]) -> list[str]:
+        return [v.strip().lower() for v in value]
+
+
 class RulesSettings(Section):
     path: str = "rules.yaml"
     watch_seconds: float = Field(default=5.0, ge=0)
@@ -182,6 +211,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     tickets: TicketSettings = Field(default_factory=TicketSettings)
     rules: RulesSettings = Field(default_factory=RulesSettings)
+    replies: RepliesSettings = Field(default_factory=RepliesSettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
 
     # Where the file was read from; relative paths in it (rules.path) resolve against it.

@@ -40,6 +40,10 @@ class Intake:
     message_id: str | None = None
     in_reply_to: tuple[str, ...] = ()
     received_at: datetime | None = None
+    # Mail only: the new text of a reply (quoted history and signature removed), and the kind
+    # of automatic mail (bounce, autoreply, list, own_loop, ...) or None for a person's mail.
+    reply_text: str | None = None
+    auto: str | None = None
     # Fields that a channel already knows (API form, inspection template) and that
     # classification must not override.
     type: str | None = None

@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -21,12 +22,14 @@ from sqlalchemy.orm import Session
 from gateway import metrics
 from gateway.clock import Clock, utc_now
 from gateway.config import Settings
+from gateway.ingest.followup import key_from_addresses
 from gateway.intake import Intake
 from gateway.rules.model import Group
 from gateway.storage.db import Database, StoreUnavailable
-from gateway.storage.models import IntakeKey, RawMessage, Ticket
+from gateway.storage.models import IntakeKey, OutboxMessage, RawMessage, Ticket
 from gateway.tickets import service
 from gateway.tickets.assignment import choose_assignee
+from gateway.tickets.followups import apply_followup, sender_role
 from gateway.tickets.states import Status
 
 log = logging.getLogger(__name__)
@@ -111,6 +114,12 @@ class Pipeline:
         self.classify = classify
         self.clock = clock
         self.groups = groups
+        # People who may work any ticket by mail: agent/admin API token holders and the
+        # configured list.
+        self.agents = frozenset(
+            {t.email for t in settings.api.tokens.values() if t.role in ("agent", "admin")}
+            | set(settings.replies.agents)
+        )
 
     def process(self, intake: Intake, raw: RawInput | None = None) -> Outcome:
         """Turn one intake into a new ticket or an update, committed before returning.
@@ -149,18 +158,13 @@ class Pipeline:
                     return Duplicate(key)
             raw_row = self._store_raw(session, intake, raw, now) if raw else None
             raw_id = raw_row.id if raw_row else intake.raw_id
-            outcome: Outcome
-            ticket: Ticket | None = None
             if raw is not None and raw.quarantine_reason:
-                outcome = Quarantined(raw.quarantine_reason)
+                outcome: Outcome = Quarantined(raw.quarantine_reason)
+                ticket: Ticket | None = None
             else:
-                ticket = self._find_target(session, intake)
-                if ticket is not None:
-                    self._update(session, ticket, intake, raw_id, now)
-                    outcome = Updated(ticket.key)
-                else:
-                    ticket = self._create(session, intake, raw_id, now)
-                    outcome = Created(ticket.key)
+                outcome, ticket = self._apply(session, intake, raw_id, now)
+            if raw_row is not None and isinstance(outcome, Quarantined):
+                raw_row.status, raw_row.reason = "quarantined", outcome.reason
             session.flush()  # assigns ticket.id
             if raw_row is not None and ticket is not None:
                 raw_row.ticket_id = ticket.id
@@ -197,8 +201,43 @@ class Pipeline:
         session.flush()
         return row
 
+    def _apply(
+        self, session: Session, intake: Intake, raw_id: int | None, now: datetime
+    ) -> tuple[Outcome, Ticket | None]:
+        target = self._find_target(session, intake)
+        if target is not None and intake.fingerprint and target.fingerprint == intake.fingerprint:
+            # A repeat of an active alert counts an occurrence instead of flooding the journal.
+            target.occurrences += 1
+            target.updated_at = now
+            return Updated(target.key), target
+        if target is not None:
+            role = sender_role(target, intake.sender, self.agents)
+            if role is not None or intake.auto:
+                apply_followup(
+                    session, target, intake, role or "", self.settings.replies, now, raw_id=raw_id
+                )
+                return Updated(target.key), target
+            # A stranger writing about somebody's ticket never changes it: their mail becomes
+            # a ticket of its own, linked to the one it names.
+            ticket = self._create(session, intake, raw_id, now, parent=target)
+            service.journal(
+                session,
+                target,
+                service.Actor(service.SYSTEM, service.SYSTEM, str(intake.source)),
+                "linked",
+                now,
+                after={"ticket": ticket.key},
+                note=f"{intake.sender or 'unknown sender'} wrote about this ticket: {ticket.key}",
+                public=False,
+            )
+            return Created(ticket.key), ticket
+        if intake.auto:
+            return Quarantined(f"automatic mail ({intake.auto}) that names no ticket"), None
+        ticket = self._create(session, intake, raw_id, now)
+        return Created(ticket.key), ticket
+
     def _find_target(self, session: Session, intake: Intake) -> Ticket | None:
-        """The open ticket this intake continues, if any."""
+        """The ticket this intake continues, if any, by the strongest evidence first."""
         if intake.fingerprint:
             found = session.scalars(
                 select(Ticket)
@@ -211,25 +250,34 @@ class Pipeline:
             ).first()
             if found is not None:
                 return found
-        match = TICKET_TAG.search(intake.subject)
-        if match:
-            ticket = session.scalars(select(Ticket).where(Ticket.key == match.group(1))).first()
-            if ticket is not None and _is_participant(ticket, intake.sender):
-                return ticket
+        if intake.in_reply_to:
+            # A reply to a notification we sent: its Message-ID is recorded in the outbox.
+            ticket_id = session.scalar(
+                select(OutboxMessage.ticket_id)
+                .where(OutboxMessage.message_id.in_(intake.in_reply_to[-50:]))
+                .order_by(OutboxMessage.id.desc())
+                .limit(1)
+            )
+            if ticket_id is not None:
+                return session.get(Ticket, ticket_id)
+        secret = self.settings.replies.secret
+        key = key_from_addresses(intake.recipients, secret) if secret else None
+        if key is None:
+            match = TICKET_TAG.search(intake.subject)
+            key = match.group(1) if match else None
+        if key is not None:
+            return session.scalars(select(Ticket).where(Ticket.key == key)).first()
         return None
 
-    def _update(
-        self, session: Session, ticket: Ticket, intake: Intake, raw_id: int | None, now: Any
-    ) -> None:
-        actor = service.Actor(intake.sender or service.SYSTEM, "requester", str(intake.source))
-        if intake.fingerprint and ticket.fingerprint == intake.fingerprint:
-            # A repeat of an active alert counts an occurrence instead of flooding the journal.
-            ticket.occurrences += 1
-            ticket.updated_at = now
-            return
-        service.add_comment(session, ticket, actor, intake.body, now, raw_id=raw_id)
-
-    def _create(self, session: Session, intake: Intake, raw_id: int | None, now: Any) -> Ticket:
+    def _create(
+        self,
+        session: Session,
+        intake: Intake,
+        raw_id: int | None,
+        now: datetime,
+        *,
+        parent: Ticket | None = None,
+    ) -> Ticket:
         decision = self.classify(intake)
         defaults = self.settings.tickets
         group = intake.group or decision.group or defaults.default_group
@@ -256,6 +304,7 @@ class Pipeline:
             fingerprint=intake.fingerprint,
             approvers=list(decision.approvers or ()),
             sla_policy=decision.sla_policy,
+            parent_id=parent.id if parent is not None else None,
         )
         actor = service.Actor(intake.sender or service.SYSTEM, "requester", str(intake.source))
         ticket = service.create_ticket(session, defaults, new, actor, now, raw_id=raw_id)
@@ -290,13 +339,6 @@ def _raw_key(intake: Intake, raw: RawInput | None) -> str | None:
     if raw is not None:
         return f"sha256:{hashlib.sha256(raw.data).hexdigest()}"
     return None
-
-
-def _is_participant(ticket: Ticket, sender: str) -> bool:
-    sender = sender.lower()
-    return sender == (ticket.requester or "").lower() or sender in {
-        p.lower() for p in ticket.participants or ()
-    }
 
 
 def _explain(decision: dict[str, Any]) -> str:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.config import Settings
+from gateway.ingest.autoreply import classify_automatic
 from gateway.ingest.mailparse import ParseError, parse_message
+from gateway.ingest.replies import strip_reply
 from gateway.intake import Intake, Source
 from gateway.pipeline import RawInput
 
@@ -37,16 +39,21 @@ def mail_to_intake(
             data, envelope_from, envelope_to, quarantine_reason=str(exc) or "unparseable"
         )
         return MailIntake(intake, raw)
+    own = (*settings.smtp.addresses, settings.outbound.from_address)
+    auto = classify_automatic(parsed, own_addresses=own)
     intake = Intake(
         source=source,
         sender=parsed.from_address or envelope_from.lower(),
         sender_name=parsed.from_name,
         subject=parsed.subject,
         body=parsed.text,
-        recipients=tuple(parsed.to) or envelope_to,
+        # The envelope says where the mail was really delivered (Bcc, plus-addresses).
+        recipients=tuple(dict.fromkeys((*parsed.to, *(a.lower() for a in envelope_to)))),
         cc=tuple(parsed.cc),
         message_id=parsed.message_id,
         in_reply_to=(*parsed.in_reply_to, *parsed.references),
         received_at=parsed.date,
+        reply_text=strip_reply(parsed.text),
+        auto=str(auto) if auto else None,
     )
     return MailIntake(intake, RawInput(data, envelope_from, envelope_to))

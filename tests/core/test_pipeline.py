@@ -103,7 +103,12 @@ def test_subject_tag_from_a_stranger_never_touches_the_ticket(pipeline, db) -> N
     key = pipeline.process(mail("VPN down")).key
     out = pipeline.process(mail(f"Re: [{key}] close this", "spoof", sender="mallory@evil.test"))
     assert isinstance(out, Created) and out.key != key
-    assert [e.kind for e in ticket(db, key).events] == ["created", "classified"]
+    old = ticket(db, key)
+    # Only an internal note that someone wrote about it; no comment, no state change.
+    assert [e.kind for e in old.events] == ["created", "classified", "linked"]
+    assert old.events[-1].public is False and out.key in old.events[-1].note
+    assert old.status == "new"
+    assert ticket(db, out.key).parent_id == old.id
 
 
 def test_repeat_of_an_active_fingerprint_counts_an_occurrence(pipeline, db) -> None:
@@ -192,3 +197,100 @@ def test_least_open_goes_to_the_lighter_load(routed, db) -> None:
 def test_strategy_none_leaves_the_ticket_in_the_group_queue(routed, db) -> None:
     t = ticket(db, routed.process(mail("printer jam")).key)
     assert t.group == "queue" and t.assignee is None and t.status == "new"
+
+
+AGENT = "olga@example.com"
+
+
+@pytest.fixture
+def replying(db: Database, settings: Settings, clock) -> Pipeline:
+    settings = settings.model_copy(
+        update={"replies": settings.replies.model_copy(update={"secret": "k", "agents": [AGENT]})}
+    )
+    return Pipeline(db, settings, RulesHolder(RULES).classify, clock)
+
+
+def move(db: Database, key: str, status: str) -> None:
+    with db.unit() as s:
+        s.scalars(select(Ticket).where(Ticket.key == key)).one().status = status
+
+
+def test_requester_reply_to_pending_resumes_work(replying, db) -> None:
+    key = replying.process(mail("VPN down")).key
+    move(db, key, "pending")
+    out = replying.process(mail(f"Re: [{key}]", "v5.1 on Windows", reply_text="v5.1 on Windows"))
+    assert out == Updated(key)
+    t = ticket(db, key)
+    assert t.status == "in_progress"
+    start = next(e for e in t.events if e.kind == "action.start")
+    assert start.actor == "alice@example.com" and start.channel == "smtp"
+
+
+def test_requester_rejects_then_accepts_a_resolution(replying, db) -> None:
+    key = replying.process(mail("VPN down")).key
+    move(db, key, "resolved")
+    replying.process(mail(f"Re: [{key}]", "x", reply_text="还是不行，未解决"))
+    t = ticket(db, key)
+    assert t.status == "reopened"
+    assert "未解决" in next(e for e in t.events if e.kind == "action.reopen").note
+    move(db, key, "resolved")
+    replying.process(mail(f"Re: [{key}] ok", "x", reply_text="已解决，谢谢"))
+    assert ticket(db, key).status == "closed"
+
+
+def test_participant_comments_but_cannot_accept(replying, db) -> None:
+    key = replying.process(mail("VPN down", cc=("bob@example.com",))).key
+    move(db, key, "resolved")
+    replying.process(mail(f"Re: [{key}]", "x", sender="bob@example.com", reply_text="已解决"))
+    t = ticket(db, key)
+    assert t.status == "resolved"
+    assert [e.note for e in t.events if e.kind == "comment"] == ["已解决"]
+
+
+def test_agent_commands_by_mail_are_journalled(replying, db) -> None:
+    key = replying.process(mail("VPN down")).key
+    text = "Looking now.\n#assign olga@example.com\n#priority P0\n#start\n#explode\n#resolve"
+    replying.process(mail(f"Re: [{key}]", text, sender=AGENT, reply_text=text))
+    t = ticket(db, key)
+    assert (t.assignee, t.priority, t.status) == (AGENT, "P0", "resolved")
+    kinds = [e.kind for e in t.events]
+    assert kinds[-5:] == ["comment", "action.assign", "updated", "action.start", "action.resolve"]
+    assert [e.note for e in t.events if e.kind == "comment"] == ["Looking now.\n#explode"]
+    assert all(e.actor == AGENT for e in t.events[-4:])
+
+
+def test_refused_mail_command_is_journalled(replying, db) -> None:
+    key = replying.process(mail("VPN down")).key
+    replying.process(mail(f"Re: [{key}]", "#close", sender=AGENT, reply_text="#close"))
+    t = ticket(db, key)
+    assert t.status == "new"
+    refused = [e for e in t.events if e.kind == "refused"]
+    assert refused and "#close" in refused[0].note and "resolve it first" in refused[0].note
+
+
+def test_signed_reply_address_threads_without_a_subject_tag(replying, db) -> None:
+    from gateway.ingest.followup import reply_address
+
+    key = replying.process(mail("VPN down")).key
+    to = reply_address("support@example.com", "k", key).lower()
+    out = replying.process(mail("Re: VPN", "more info", recipients=(to,), reply_text="more info"))
+    assert out == Updated(key)
+
+
+def test_automatic_mail_notes_a_ticket_but_never_creates_one(replying, db) -> None:
+    key = replying.process(mail("VPN down")).key
+    out = replying.process(
+        mail(f"Auto: [{key}]", "I am on leave", auto="autoreply", reply_text="I am on leave")
+    )
+    assert out == Updated(key)
+    note = ticket(db, key).events[-1]
+    assert note.kind == "comment" and note.public is False and "autoreply" in note.note
+    assert ticket(db, key).status == "new"
+    bounce = replying.process(
+        mail("Undeliverable", "550 user unknown", auto="bounce"), RawInput(b"bounce bytes")
+    )
+    assert isinstance(bounce, Quarantined) and "bounce" in bounce.reason
+    with db.unit(readonly=True) as s:
+        raw = s.scalars(select(RawMessage).where(RawMessage.data == b"bounce bytes")).one()
+        assert raw.status == "quarantined"
+    assert count(db, Ticket) == 1

@@ -1,0 +1,147 @@
+"""A mail that continues a ticket: comment, requester verdicts and agent commands.
+
+Who may do what is decided here, once: the requester and the ticket's participants comment
+(and the requester accepts or rejects a resolution); agents may also run `#commands`;
+automatic mail is kept as an internal note and changes nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from gateway.config import PRIORITIES, RepliesSettings
+from gateway.ingest.followup import parse_commands, verdict
+from gateway.intake import Intake
+from gateway.storage.models import Ticket
+from gateway.tickets import service
+from gateway.tickets.states import Command, Refused, Status
+
+
+@dataclass(frozen=True)
+class FollowupResult:
+    notes: tuple[str, ...]  # refused commands and the like, journalled on the ticket
+
+
+def sender_role(ticket: Ticket, sender: str, agents: frozenset[str]) -> str | None:
+    """'agent', 'requester', 'participant', or None for a stranger."""
+    sender = sender.lower()
+    if sender in agents:
+        return "agent"
+    if sender and sender == (ticket.requester or "").lower():
+        return "requester"
+    if sender in {p.lower() for p in ticket.participants or ()}:
+        return "participant"
+    return None
+
+
+def apply_followup(
+    session: Session,
+    ticket: Ticket,
+    intake: Intake,
+    role: str,
+    cfg: RepliesSettings,
+    now: datetime,
+    *,
+    raw_id: int | None = None,
+) -> FollowupResult:
+    channel = str(intake.source)
+    text = (intake.reply_text if intake.reply_text is not None else intake.body).strip()
+    if intake.auto:
+        note = f"automatic mail ({intake.auto}) from {intake.sender or 'unknown'}"
+        actor = service.Actor(intake.sender or service.SYSTEM, service.SYSTEM, channel)
+        service.add_comment(
+            session, ticket, actor, f"{note}\n\n{text}".strip(), now, public=False, raw_id=raw_id
+        )
+        return FollowupResult(())
+
+    notes: list[str] = []
+    if role == "agent":
+        commands, text = parse_commands(text)
+        actor = service.Actor(intake.sender, "agent", channel)
+        if text:
+            service.add_comment(session, ticket, actor, text, now, raw_id=raw_id)
+        for cmd in commands:
+            refused = _run_command(session, ticket, actor, cmd.name, cmd.arg, now)
+            if refused:
+                notes.append(f"#{cmd.name} (line {cmd.line}) refused: {refused}")
+    else:
+        # Requesters and participants act as requesters: comment, accept or reject.
+        actor = service.Actor(intake.sender, "requester", channel)
+        if text:
+            service.add_comment(session, ticket, actor, text, now, raw_id=raw_id)
+        if role == "requester":
+            _requester_moves(session, ticket, intake.sender, text, cfg, now, channel)
+    for note in notes:
+        service.journal(
+            session,
+            ticket,
+            service.Actor(service.SYSTEM, service.SYSTEM, channel),
+            "refused",
+            now,
+            note=note,
+            public=False,
+        )
+    return FollowupResult(tuple(notes))
+
+
+def _requester_moves(
+    session: Session,
+    ticket: Ticket,
+    sender: str,
+    text: str,
+    cfg: RepliesSettings,
+    now: datetime,
+    channel: str,
+) -> None:
+    if ticket.status == Status.PENDING:
+        # The answer the agent was waiting for: the clock runs again (RFC-free, brief: 待反馈).
+        service.apply_command(
+            session, ticket, Command("start", sender, "system", reason="requester replied"),
+            channel, now,
+        )  # fmt: skip
+    elif ticket.status == Status.RESOLVED:
+        decision = verdict(text, cfg.accept_words, cfg.reject_words)
+        if decision == "reject":
+            reason = text.splitlines()[0][:500] if text else "rejected by mail"
+            service.apply_command(
+                session, ticket, Command("reopen", sender, "requester", reason=reason), channel, now
+            )
+        elif decision == "accept":
+            service.apply_command(
+                session, ticket, Command("close", sender, "requester"), channel, now
+            )
+
+
+def _run_command(
+    session: Session, ticket: Ticket, actor: service.Actor, name: str, arg: str, now: datetime
+) -> str | None:
+    """Run one `#command`; the reason it was refused, or None."""
+    if name == "note":
+        service.add_comment(session, ticket, actor, arg, now, public=False)
+        return None
+    if name == "priority":
+        value = arg.upper()
+        if value not in PRIORITIES:
+            return f"priority must be one of {', '.join(PRIORITIES)}"
+        refused = service.update_fields(session, ticket, {"priority": value}, actor, now)
+        return refused.reason if refused else None
+    if name in ("assign", "group"):
+        if not arg:
+            return f"#{name} needs a value"
+        field = "assignee" if name == "assign" else "group"
+        refused = service.update_fields(
+            session, ticket, {field: arg.lower() if field == "assignee" else arg}, actor, now,
+            reason="reassigned by mail",
+        )  # fmt: skip
+        return refused.reason if refused else None
+    result = service.apply_command(
+        session,
+        ticket,
+        Command(name, actor.id, actor.role, reason=arg or f"{name} by mail"),
+        actor.channel,
+        now,
+    )
+    return result.reason if isinstance(result, Refused) else None
