@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from gateway.config import ConfigError, Settings, load_settings, resolve_config_path
 from gateway.rules.model import RulesError
+from gateway.tickets.states import Action
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -102,7 +103,35 @@ def _tickets_query(args: argparse.Namespace) -> list[dict[str, Any]]:
         db.dispose()
 
 
+def cmd_act(args: argparse.Namespace) -> int:
+    """Run a lifecycle action as a local administrator (the CLI has the database itself)."""
+    from gateway.clock import utc_now
+    from gateway.storage.db import Database
+    from gateway.storage.models import Ticket
+    from gateway.tickets import service
+    from gateway.tickets.states import Command, Refused
+
+    db = Database(_settings(args).database)
+    try:
+        with db.unit() as session:
+            ticket = session.scalars(select(Ticket).where(Ticket.key == args.key)).first()
+            if ticket is None:
+                print(f"no ticket {args.key}", file=sys.stderr)
+                return 1
+            cmd = Command(args.action, args.actor, "admin", args.assignee, args.group, args.reason)
+            result = service.apply_command(session, ticket, cmd, "cli", utc_now())
+            if isinstance(result, Refused):
+                print(f"{args.key}: {result.reason}", file=sys.stderr)
+                return 1
+            print(f"{args.key}: {ticket.status} {result.note}".rstrip())
+    finally:
+        db.dispose()
+    return 0
+
+
 def cmd_tickets(args: argparse.Namespace) -> int:
+    if args.tickets_command == "act":
+        return cmd_act(args)
     rows = _tickets_query(args)
     if args.tickets_command == "show" and not rows:
         print(f"no ticket {args.key}", file=sys.stderr)
@@ -172,6 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_config(tsub.add_parser("show", help="one ticket with its journal"))
     p.add_argument("key")
     p.add_argument("--json", action="store_true")
+    p = with_config(tsub.add_parser("act", help="assign, start, pend, resolve, close, reopen, ..."))
+    p.add_argument("key")
+    p.add_argument("action", choices=[str(a) for a in Action])
+    p.add_argument("--assignee")
+    p.add_argument("--group")
+    p.add_argument("--reason", help="needed to reassign, reopen or reject")
+    p.add_argument("--as", dest="actor", default="admin@cli", help="who is acting (journal)")
     tickets.set_defaults(func=cmd_tickets)
 
     rules = sub.add_parser("rules", help="test and check classification rules")

@@ -235,3 +235,20 @@ def test_init_never_overwrites(tmp_path: Path) -> None:
     assert (tmp_path / "gateway.toml").read_text() == before
     assert (tmp_path / "rules.yaml").read_text() == "# mine\n"
     assert (tmp_path / "gateway.db").exists()
+
+
+def test_cli_reassignment_needs_a_reason(daemon: Running) -> None:
+    send(daemon.smtp_port, "printer jam", "third floor")
+    key = json.loads(daemon.cli("tickets", "list", "--json").stdout)[0]["key"]
+    first = daemon.cli("tickets", "act", key, "assign", "--assignee", "ann@example.com")
+    assert first.returncode == 0, first.stderr
+    again = daemon.cli("tickets", "act", key, "assign", "--assignee", "ben@example.com")
+    assert again.returncode == 1 and "reassignment needs a reason" in again.stderr
+    ok = daemon.cli(
+        "tickets", "act", key, "assign", "--assignee", "ben@example.com", "--reason", "on leave"
+    )
+    assert ok.returncode == 0, ok.stderr
+    shown = json.loads(daemon.cli("tickets", "show", key, "--json").stdout)
+    assert shown["assignee"] == "ben@example.com"
+    last = shown["events"][-1]
+    assert last["channel"] == "cli" and "on leave" in last["note"]
