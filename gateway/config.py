@@ -9,10 +9,18 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -44,11 +52,29 @@ class SmtpSettings(Section):
     domains: list[str] = Field(default_factory=list)
     max_message_bytes: int = Field(default=26_214_400, ge=1024)
     hostname: str = "ops-gateway"
+    # STARTTLS (RFC 3207) when both are set; `require_tls` refuses mail before STARTTLS.
+    tls_cert: str = ""
+    tls_key: str = ""
+    require_tls: bool = False
+    # SMTP AUTH (PLAIN/LOGIN, only after STARTTLS unless auth_require_tls is false).
+    auth_required: bool = False
+    auth_require_tls: bool = True
+    users: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("addresses", "domains")
     @classmethod
     def _lower(cls, value: list[str]) -> list[str]:
         return [v.strip().lower() for v in value]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SmtpSettings:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together: set both or neither")
+        if self.require_tls and not self.tls_cert:
+            raise ValueError("require_tls needs tls_cert and tls_key")
+        if self.auth_required and not self.users:
+            raise ValueError("auth_required needs at least one entry in users")
+        return self
 
 
 class HttpSettings(Section):
@@ -159,6 +185,43 @@ class RepliesSettings(Section):
         return [v.strip().lower() for v in value]
 
 
+class ImapMailbox(Section):
+    """One mailbox the IMAP poller watches (`[[imap]]` tables; any number of them)."""
+
+    name: str = Field(min_length=1)  # for logs and the `mailbox` metric label
+    host: str
+    port: int = Field(default=993, ge=1, le=65535)
+    ssl: bool = True  # implicit TLS (RFC 8314); port 143 with starttls for RFC 2595
+    starttls: bool = False
+    username: str
+    password: str
+    folder: str = "INBOX"
+    # Where a message goes once its ticket change is committed; "" only flags it \Seen.
+    processed_folder: str = "Processed"
+    # Where a message that could not be parsed goes (its raw bytes are also kept in the
+    # store); "" only flags it \Seen.
+    quarantine_folder: str = "Quarantine"
+    poll_seconds: float = Field(default=30.0, gt=0)
+    idle: bool = True  # use IDLE (RFC 2177) when the server offers it
+    batch: int = Field(default=50, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ImapMailbox:
+        if self.ssl and self.starttls:
+            raise ValueError("ssl and starttls are exclusive: ssl is TLS from the first byte")
+        if self.folder in (self.processed_folder, self.quarantine_folder):
+            raise ValueError(f"folder {self.folder!r} cannot also be where messages are moved")
+        return self
+
+    @staticmethod
+    def unique_names(mailboxes: list[ImapMailbox]) -> list[ImapMailbox]:
+        names = [m.name for m in mailboxes]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"mailbox names must be unique; repeated: {', '.join(repeated)}")
+        return mailboxes
+
+
 class RulesSettings(Section):
     path: str = "rules.yaml"
     watch_seconds: float = Field(default=5.0, ge=0)
@@ -212,6 +275,9 @@ class Settings(BaseSettings):
     tickets: TicketSettings = Field(default_factory=TicketSettings)
     rules: RulesSettings = Field(default_factory=RulesSettings)
     replies: RepliesSettings = Field(default_factory=RepliesSettings)
+    imap: Annotated[list[ImapMailbox], AfterValidator(ImapMailbox.unique_names)] = Field(
+        default_factory=list
+    )
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
 
     # Where the file was read from; relative paths in it (rules.path) resolve against it.

@@ -8,11 +8,13 @@ MTA retries) or a 5xx with a reason a person can act on.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+import ssl
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from gateway import metrics
 from gateway.config import Settings
@@ -97,16 +99,60 @@ class IntakeHandler:
         return "451 4.3.0 Temporary failure, try again later"
 
 
+class GatewaySMTP(SMTP):
+    """aiosmtpd's server with a size refusal that tells the sender the limit."""
+
+    async def push(self, status: str) -> None:
+        # aiosmtpd answers oversize mail with a fixed "552 Error: ..." text; RFC 5321 §4.5.3.1.10
+        # wants 552 either way, and a sender can act on the limit only if it is told it.
+        if status.startswith("552 Error"):
+            status = f"552 5.3.4 Message too big: the limit is {self.data_size_limit} bytes"
+        await super().push(status)
+
+
+class PasswordAuthenticator:
+    """SMTP AUTH against `[smtp] users`, compared in constant time."""
+
+    def __init__(self, users: dict[str, str]) -> None:
+        self.users = {u.encode(): p.encode() for u, p in users.items()}
+
+    def __call__(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        if not isinstance(data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        expected = self.users.get(data.login, b"")
+        # Compare even for unknown users so timing does not reveal which logins exist.
+        ok = hmac.compare_digest(expected or b"\0" * 32, data.password) and bool(expected)
+        return AuthResult(success=ok, handled=False)
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    cfg = settings.smtp
+    if not (cfg.tls_cert and cfg.tls_key):
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+    return context
+
+
 def make_smtp_factory(handler: IntakeHandler, settings: Settings) -> Any:
     cfg = settings.smtp
+    context = tls_context(settings)
+    authenticator = PasswordAuthenticator(cfg.users) if cfg.users else None
 
     def factory() -> SMTP:
-        return SMTP(
+        return GatewaySMTP(
             handler,
             data_size_limit=cfg.max_message_bytes,
             hostname=cfg.hostname,
             ident="ESMTP ops-gateway",
             enable_SMTPUTF8=True,
+            tls_context=context,
+            require_starttls=cfg.require_tls and context is not None,
+            authenticator=authenticator,
+            auth_required=cfg.auth_required,
+            auth_require_tls=cfg.auth_require_tls,
         )
 
     return factory
