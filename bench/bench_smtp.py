@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
@@ -105,6 +106,15 @@ def blast(port: int, n: int, connections: int, run: str) -> tuple[float, list[fl
     return time.perf_counter() - start, latencies
 
 
+def loop_lag(http_port: int) -> float:
+    """The daemon's own measure of how late its event loop ran timers (seconds)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("gateway_event_loop_lag_max_seconds "):
+                return float(line.split()[1])
+    return float("nan")
+
+
 def report(name: str, elapsed: float, latencies: list[float]) -> float:
     rate = len(latencies) / elapsed
     qs = statistics.quantiles(latencies, n=100)
@@ -132,10 +142,10 @@ def main() -> None:
             check=True,
             capture_output=True,
         )
-        gw_port = free_port()
+        gw_port, http_port = free_port(), free_port()
         env.update(
             GATEWAY_SMTP__PORT=str(gw_port),
-            GATEWAY_HTTP__ENABLED="false",
+            GATEWAY_HTTP__PORT=str(http_port),
             GATEWAY_DAEMON__LOG_LEVEL="WARNING",
         )
         gateway = subprocess.Popen(
@@ -155,6 +165,7 @@ def main() -> None:
                 "gateway (SQLite)", *blast(gw_port, args.messages, args.connections, run)
             )
             print(f"gateway / no-op = {gw_rate / noop_rate:.2f}")
+            print(f"gateway event-loop lag during the run: max {loop_lag(http_port) * 1000:.1f} ms")
         finally:
             gateway.terminate()
             noop.terminate()

@@ -231,6 +231,9 @@ class DaemonSettings(Section):
     timezone: str = "Asia/Shanghai"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     drain_seconds: float = Field(default=15.0, ge=0)
+    # Threads that parse and store intake off the event loop. More threads only queue on the
+    # GIL and on SQLite's single writer; PostgreSQL deployments may raise it.
+    intake_workers: int = Field(default=4, ge=1, le=64)
 
     @field_validator("timezone")
     @classmethod

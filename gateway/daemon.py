@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from gateway import metrics
 from gateway.api.app import create_app
 from gateway.clock import utc_now
 from gateway.config import Settings
@@ -44,7 +45,9 @@ class Daemon:
             utc_now,
             groups=lambda name: self.rules.ruleset.group(name),
         )
-        self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="intake")
+        self.executor = ThreadPoolExecutor(
+            max_workers=self.settings.daemon.intake_workers, thread_name_prefix="intake"
+        )
         self.handler = IntakeHandler(self.pipeline, self.settings, self.executor)
         self.stopping = asyncio.Event()
         self.smtp_address: tuple[str, int] | None = None
@@ -105,7 +108,9 @@ class Daemon:
             log.info("http listening on %s:%d", *self.http_address)
 
         log.info("gateway ready")
+        lag_probe = asyncio.create_task(_watch_loop_lag(self.stopping))
         await self.stopping.wait()
+        await lag_probe
         log.info("shutting down: draining in-flight work")
 
         self.handler.accepting = False
@@ -131,6 +136,20 @@ class Daemon:
         # Compiling a large rule set takes a noticeable fraction of a second: keep it off the
         # event loop that serves SMTP and HTTP.
         asyncio.get_running_loop().run_in_executor(self.executor, self.rules.reload)
+
+
+async def _watch_loop_lag(stopping: asyncio.Event, interval: float = 0.1) -> None:
+    """Measure how late timers fire: parsing or storage on the loop would show up here."""
+    loop = asyncio.get_running_loop()
+    worst = 0.0
+    while not stopping.is_set():
+        expected = loop.time() + interval
+        await asyncio.sleep(interval)
+        lag = max(0.0, loop.time() - expected)
+        metrics.LOOP_LAG.observe(lag)
+        if lag > worst:
+            worst = lag
+            metrics.LOOP_LAG_MAX.set(worst)
 
 
 def run(settings: Settings) -> int:

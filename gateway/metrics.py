@@ -21,3 +21,9 @@ PIPELINE_SECONDS = Histogram(
 )
 SMTP_SESSIONS = Gauge("gateway_smtp_inflight_messages", "SMTP messages being stored right now.")
 READY = Gauge("gateway_ready", "1 when the database is reachable and intake is accepting.")
+LOOP_LAG = Histogram(
+    "gateway_event_loop_lag_seconds",
+    "How late a 100 ms timer fires on the daemon's event loop (blocking work shows up here).",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+LOOP_LAG_MAX = Gauge("gateway_event_loop_lag_max_seconds", "Largest event-loop lag seen.")
