@@ -17,7 +17,26 @@ from gateway.storage.db import Database
 
 PG_URL = os.environ.get("GATEWAY_TEST_POSTGRES_URL", "")
 IN_CI = os.environ.get("CI", "").lower() == "true"
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def _shared_dir() -> Path:
+    """The shared folder (corpus, contract): beside the project root, or where it is given.
+
+    A CI clone may not sit beside it, so $GATEWAY_TEST_SHARED_DIR and the workplace's usual
+    place are tried as well.
+    """
+    candidates = [
+        os.environ.get("GATEWAY_TEST_SHARED_DIR", ""),
+        str(Path(__file__).resolve().parents[1].parent / "shared"),
+        "/work/shared",
+    ]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "corpus").is_dir():
+            return Path(candidate)
+    return Path(candidates[1])
+
+
+SHARED = _shared_dir()
 
 
 def need_postgres() -> str:

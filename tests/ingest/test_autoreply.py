@@ -9,8 +9,9 @@ import pytest
 
 from gateway.ingest.autoreply import AutoKind, classify_automatic
 from gateway.ingest.mailparse import parse_message
+from tests.conftest import SHARED
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+CORPUS = SHARED / "corpus"
 SAMPLES = sorted((CORPUS / "email" / "autoreply-bounce").glob("*.eml"))  # presence: test_mailparse
 
 

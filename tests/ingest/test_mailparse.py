@@ -14,8 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.ingest.mailparse import ParsedMail, ParseError, decode_bytes, parse_message
+from tests.conftest import SHARED
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+CORPUS = SHARED / "corpus"
 EMAIL = CORPUS / "email"
 FOLDERS = ("plain", "multipart", "charset-cjk", "replies", "autoreply-bounce", "malformed")
 SAMPLES = sorted(EMAIL.glob("*/*.eml"))

@@ -12,8 +12,9 @@ import pytest
 
 from gateway.ingest.mailparse import html_to_text, parse_message
 from gateway.ingest.replies import strip_reply
+from tests.conftest import SHARED
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+CORPUS = SHARED / "corpus"
 REPLIES = CORPUS / "email" / "replies"  # presence is checked by test_mailparse
 CHECKED = ("reply_text", "reply_contains", "reply_not_contains", "max_seconds")
 
