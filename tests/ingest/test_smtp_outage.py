@@ -85,3 +85,55 @@ def test_api_outage_is_503_and_not_ready(down_settings: Settings) -> None:
         assert r.status_code == 503
         assert r.json()["error"] == "unavailable" and r.headers["retry-after"]
     db.dispose()
+
+
+def test_451_during_a_postgres_outage_then_accepted_once_back(pg_schema_url: str) -> None:
+    """A real PostgreSQL behind a proxy we cut: mail gets 451, then 250 once it is back."""
+    from sqlalchemy import func, select
+    from sqlalchemy.engine import make_url
+
+    from gateway.storage import migrate
+    from gateway.storage.models import Ticket
+    from tests.tcpproxy import TcpProxy
+
+    direct = make_url(pg_schema_url)
+    proxy = TcpProxy((direct.host or "127.0.0.1", direct.port or 5432))
+    proxy.start()
+    via_proxy = direct.set(port=proxy.port).render_as_string(hide_password=False)
+    base = load_settings(None, require_file=False)
+    settings = base.model_copy(update={"database": DatabaseSettings(url=via_proxy)})
+    db = Database(settings.database)
+    migrate.upgrade(db.engine)
+    pipeline = Pipeline(db, settings, RulesHolder(RULES).classify)
+    executor = ThreadPoolExecutor(2)
+    handler = IntakeHandler(pipeline, settings, executor)
+    loop = asyncio.new_event_loop()
+    server = loop.run_until_complete(
+        loop.create_server(make_smtp_factory(handler, settings), "127.0.0.1", 0)
+    )
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    port = server.sockets[0].getsockname()[1]
+    def deliver(message_id: str) -> int:
+        message = f"Message-ID: <{message_id}>\r\nSubject: disk full\r\n\r\nhelp\r\n"
+        with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
+            client.ehlo()
+            client.mail("alice@example.com")
+            client.rcpt("support@example.com")
+            return client.data(message.encode())[0]
+
+    try:
+        assert deliver("warm@example.com") == 250  # a pooled connection exists
+        proxy.cut()
+        assert deliver("during@example.com") == 451  # the MTA keeps it and retries
+        proxy.start()  # the same port again: the database is back
+        assert deliver("during@example.com") == 250  # the retry is stored
+        assert deliver("during@example.com") == 250  # and a redelivery is a duplicate
+        with db.unit(readonly=True) as s:
+            assert s.scalar(select(func.count()).select_from(Ticket)) == 2
+    finally:
+        proxy.cut()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        executor.shutdown()
+        db.dispose()
