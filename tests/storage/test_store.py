@@ -35,9 +35,8 @@ def test_upgrade_twice_is_a_no_op(db: Database) -> None:
     assert migrate.current_revision(db.engine) == migrate.head_revision()
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_sqlite_runs_in_wal_mode(db: Database) -> None:
-    if db.dialect != "sqlite":
-        pytest.skip("SQLite only")
     with db.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
 
