@@ -19,6 +19,7 @@ from gateway import metrics
 from gateway.api.app import create_app
 from gateway.clock import utc_now
 from gateway.config import Settings
+from gateway.ingest.imap import start_pollers
 from gateway.ingest.smtp import IntakeHandler, make_smtp_factory
 from gateway.pipeline import Pipeline
 from gateway.rules.holder import RulesHolder
@@ -107,6 +108,9 @@ class Daemon:
             self.http_address = sock.getsockname()[:2]
             log.info("http listening on %s:%d", *self.http_address)
 
+        # One thread per [[imap]] mailbox: imapclient blocks, the event loop must not.
+        pollers = start_pollers(self.pipeline, self.settings)
+
         log.info("gateway ready")
         lag_probe = asyncio.create_task(_watch_loop_lag(self.stopping))
         await self.stopping.wait()
@@ -116,6 +120,9 @@ class Daemon:
         self.handler.accepting = False
         if smtp_server is not None:
             smtp_server.close()
+        # Pollers finish the message in hand and log out; their threads are joined off-loop.
+        drain = self.settings.daemon.drain_seconds
+        await asyncio.gather(*(asyncio.to_thread(p.stop, drain) for p in pollers))
         deadline = loop.time() + self.settings.daemon.drain_seconds
         while self.handler.inflight and loop.time() < deadline:
             await asyncio.sleep(0.05)

@@ -114,6 +114,7 @@ def test_451_during_a_postgres_outage_then_accepted_once_back(pg_schema_url: str
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     port = server.sockets[0].getsockname()[1]
+
     def deliver(message_id: str) -> int:
         message = f"Message-ID: <{message_id}>\r\nSubject: disk full\r\n\r\nhelp\r\n"
         with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
