@@ -18,6 +18,15 @@ class Source(StrEnum):
 
 
 @dataclass(frozen=True)
+class IntakeFile:
+    """A file that came with an intake (mail attachment), already within the size limits."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
 class Intake:
     """A normalised request for work, whatever channel it came through.
 
@@ -44,6 +53,9 @@ class Intake:
     # of automatic mail (bounce, autoreply, list, own_loop, ...) or None for a person's mail.
     reply_text: str | None = None
     auto: str | None = None
+    files: tuple[IntakeFile, ...] = ()
+    # Files over the limits: named on the ticket, their bytes not kept (the raw message is).
+    dropped_files: tuple[str, ...] = ()
     # Fields that a channel already knows (API form, inspection template) and that
     # classification must not override.
     type: str | None = None

@@ -166,6 +166,8 @@ class Pipeline:
             if raw_row is not None and isinstance(outcome, Quarantined):
                 raw_row.status, raw_row.reason = "quarantined", outcome.reason
             session.flush()  # assigns ticket.id
+            if ticket is not None and isinstance(outcome, Created | Updated):
+                self._keep_files(session, ticket, intake, now)
             if raw_row is not None and ticket is not None:
                 raw_row.ticket_id = ticket.id
             if dedup_key:
@@ -183,6 +185,20 @@ class Pipeline:
         if isinstance(outcome, Created) and ticket is not None:
             metrics.TICKETS_CREATED.labels(ticket.type, ticket.priority).inc()
         return outcome
+
+    def _keep_files(self, session: Session, ticket: Ticket, intake: Intake, now: datetime) -> None:
+        if intake.files:
+            service.attach_files(session, ticket, intake.files)
+        if intake.dropped_files:
+            service.journal(
+                session,
+                ticket,
+                service.Actor(service.SYSTEM, service.SYSTEM, str(intake.source)),
+                "attachments_dropped",
+                now,
+                note="not kept (the raw message has them): " + ", ".join(intake.dropped_files),
+                public=False,
+            )
 
     def _store_raw(self, session: Session, intake: Intake, raw: RawInput, now: Any) -> RawMessage:
         row = RawMessage(

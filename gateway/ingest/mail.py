@@ -8,7 +8,7 @@ from gateway.config import Settings
 from gateway.ingest.autoreply import classify_automatic
 from gateway.ingest.mailparse import ParseError, parse_message
 from gateway.ingest.replies import strip_reply
-from gateway.intake import Intake, Source
+from gateway.intake import Intake, IntakeFile, Source
 from gateway.pipeline import RawInput
 
 
@@ -55,5 +55,10 @@ def mail_to_intake(
         received_at=parsed.date,
         reply_text=strip_reply(parsed.text),
         auto=str(auto) if auto else None,
+        files=tuple(
+            IntakeFile(a.filename or "attachment", a.content_type, a.data)
+            for a in parsed.attachments
+        ),
+        dropped_files=tuple(f"{d.filename or 'attachment'} ({d.reason})" for d in parsed.dropped),
     )
     return MailIntake(intake, RawInput(data, envelope_from, envelope_to))

@@ -103,6 +103,7 @@ class Ticket(Base):
     events: Mapped[list[TicketEvent]] = relationship(
         back_populates="ticket", order_by="TicketEvent.id", lazy="selectin"
     )
+    attachments: Mapped[list[Attachment]] = relationship(order_by="Attachment.id", lazy="selectin")
 
 
 class TicketEvent(Base):

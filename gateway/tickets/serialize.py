@@ -34,6 +34,15 @@ def ticket_to_dict(ticket: Ticket) -> dict[str, Any]:
         "updated_at": _iso(ticket.updated_at),
         "resolved_at": _iso(ticket.resolved_at),
         "closed_at": _iso(ticket.closed_at),
+        "attachments": [
+            {
+                "filename": a.filename,
+                "content_type": a.content_type,
+                "size": a.size,
+                "sha256": a.sha256,
+            }
+            for a in ticket.attachments
+        ],
         "sla": {
             "policy": ticket.sla_policy,
             "response_due": _iso(ticket.response_due),

@@ -6,14 +6,17 @@ to rows. Callers own the transaction (`with db.unit() as session:`).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from gateway.config import PRIORITIES, TICKET_TYPES, TicketSettings
-from gateway.storage.models import Ticket, TicketEvent
+from gateway.intake import IntakeFile
+from gateway.storage.models import Attachment, Blob, Ticket, TicketEvent
 from gateway.tickets.keys import next_key
 from gateway.tickets.states import Applied, Command, Refused, Status, TicketView, decide
 from gateway.tickets.states import initial_status as _initial_status
@@ -272,3 +275,31 @@ def update_fields(
             session, ticket, actor, "updated", now, before=before, after=plain, note=reason or ""
         )
     return None
+
+
+def attach_files(
+    session: Session,
+    ticket: Ticket,
+    files: tuple[IntakeFile, ...],
+    *,
+    event: TicketEvent | None = None,
+) -> None:
+    """Keep each file once by content (the same logo in every signature is one blob)."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    for f in files:
+        digest = hashlib.sha256(f.data).hexdigest()
+        session.execute(
+            insert(Blob)
+            .values(sha256=digest, size=len(f.data), data=f.data)
+            .on_conflict_do_nothing(index_elements=["sha256"])
+        )
+        session.add(
+            Attachment(
+                ticket_id=ticket.id,
+                event_id=event.id if event is not None else None,
+                filename=f.filename[:255],
+                content_type=f.content_type[:255],
+                size=len(f.data),
+                sha256=digest,
+            )
+        )

@@ -294,3 +294,27 @@ def test_automatic_mail_notes_a_ticket_but_never_creates_one(replying, db) -> No
         raw = s.scalars(select(RawMessage).where(RawMessage.data == b"bounce bytes")).one()
         assert raw.status == "quarantined"
     assert count(db, Ticket) == 1
+
+
+def test_attachments_are_kept_once_by_content(pipeline, db) -> None:
+    from gateway.intake import IntakeFile
+    from gateway.storage.models import Attachment, Blob
+
+    logo = IntakeFile("logo.png", "image/png", b"\x89PNG same bytes")
+    log = IntakeFile("错误日志.txt", "text/plain", "ORA-12541 无监听程序".encode())
+    key = pipeline.process(
+        mail("数据库报错", files=(logo, log), dropped_files=("dump.bin (too big)",))
+    ).key
+    pipeline.process(mail(f"Re: [{key}]", "again", files=(logo,), reply_text="again"))
+    t = ticket(db, key)
+    assert [(a.filename, a.size) for a in t.attachments] == [
+        ("logo.png", len(logo.data)),
+        ("错误日志.txt", len(log.data)),
+        ("logo.png", len(logo.data)),
+    ]
+    assert count(db, Attachment) == 3 and count(db, Blob) == 2
+    with db.unit(readonly=True) as s:
+        blob = s.get(Blob, t.attachments[1].sha256)
+        assert blob is not None and blob.data == log.data
+    dropped = [e for e in t.events if e.kind == "attachments_dropped"]
+    assert dropped and "dump.bin" in dropped[0].note

@@ -13,7 +13,7 @@ from gateway.intake import Source
 from gateway.pipeline import Created, Duplicate, Pipeline, Quarantined, Updated
 from gateway.rules.holder import RulesHolder
 from gateway.storage.db import Database
-from gateway.storage.models import RawMessage
+from gateway.storage.models import Attachment, RawMessage
 from tests.conftest import IN_CI, SHARED
 
 RULES = Path(__file__).resolve().parents[2] / "gateway" / "defaults" / "rules.yaml"
@@ -54,6 +54,9 @@ def test_whole_corpus_is_ingested_without_an_exception(
     print(f"\n{len(files)} corpus messages: {outcomes}")
     with db.unit(readonly=True) as s:
         stored = s.scalar(select(func.count()).select_from(RawMessage))
+        attachments = s.scalar(select(func.count()).select_from(Attachment))
+    # The multipart samples carry files; they land on their tickets.
+    assert attachments >= 20
     # Every message that was not a duplicate is kept byte for byte.
     assert stored == len(files) - outcomes.get("Duplicate", 0)
     assert outcomes.get("Created", 0) > len(files) // 2
