@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from gateway.config import Settings
 from gateway.ingest.autoreply import classify_automatic
-from gateway.ingest.mailparse import ParseError, parse_message
+from gateway.ingest.mailparse import ParsedMail, ParseError, parse_message
 from gateway.ingest.replies import strip_reply
 from gateway.intake import Intake, IntakeFile, Source
 from gateway.pipeline import RawInput
@@ -47,8 +47,7 @@ def mail_to_intake(
         sender_name=parsed.from_name,
         subject=parsed.subject,
         body=parsed.text,
-        # The envelope says where the mail was really delivered (Bcc, plus-addresses).
-        recipients=tuple(dict.fromkeys((*parsed.to, *(a.lower() for a in envelope_to)))),
+        recipients=_recipients(parsed, envelope_to),
         cc=tuple(parsed.cc),
         message_id=parsed.message_id,
         in_reply_to=(*parsed.in_reply_to, *parsed.references),
@@ -62,3 +61,16 @@ def mail_to_intake(
         dropped_files=tuple(f"{d.filename or 'attachment'} ({d.reason})" for d in parsed.dropped),
     )
     return MailIntake(intake, RawInput(data, envelope_from, envelope_to))
+
+
+def _recipients(parsed: ParsedMail, envelope_to: tuple[str, ...]) -> tuple[str, ...]:
+    """Header recipients plus where the mail was really delivered (Bcc, plus-addresses).
+
+    SMTP gives us the envelope; a mailbox read over IMAP has none, so the delivering MTA's
+    Delivered-To / X-Original-To trace headers stand in for it.
+    """
+    delivered = envelope_to or (
+        *parsed.headers.get_all("delivered-to"),
+        *parsed.headers.get_all("x-original-to"),
+    )
+    return tuple(dict.fromkeys((*parsed.to, *(a.strip().lower() for a in delivered))))

@@ -64,3 +64,26 @@ def test_verdicts_in_chinese_and_english() -> None:
 def test_only_the_opening_lines_decide() -> None:
     text = "收到\n\n\n\n> 已解决了吗？"
     assert verdict(text, CFG.accept_words, CFG.reject_words) is None
+
+
+def test_imap_mail_threads_by_delivered_to() -> None:
+    """IMAP has no envelope: the trace header carries the signed reply address."""
+    from gateway.config import load_settings
+    from gateway.ingest.mail import mail_to_intake
+    from gateway.intake import Source
+
+    address = reply_address("support@example.com", SECRET, "REQ-000042")
+    raw = (
+        f"Delivered-To: {address}\r\nFrom: alice@example.com\r\nTo: support@example.com\r\n"
+        "Subject: Re: VPN\r\n\r\nstill down\r\n"
+    ).encode()
+    intake = mail_to_intake(raw, Source.IMAP, load_settings(None, require_file=False)).intake
+    assert key_from_addresses(intake.recipients, SECRET) == "REQ-000042"
+    # Over SMTP the envelope is the truth and a forged trace header is ignored.
+    smtp = mail_to_intake(
+        raw,
+        Source.SMTP,
+        load_settings(None, require_file=False),
+        envelope_to=("support@example.com",),
+    ).intake
+    assert key_from_addresses(smtp.recipients, SECRET) is None
