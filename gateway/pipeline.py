@@ -30,11 +30,10 @@ from gateway.storage.models import IntakeKey, OutboxMessage, RawMessage, Ticket
 from gateway.tickets import service
 from gateway.tickets.assignment import choose_assignee
 from gateway.tickets.followups import apply_followup, sender_role
-from gateway.tickets.states import Status
+from gateway.tickets.states import DONE_STATUSES
 
 log = logging.getLogger(__name__)
 
-CLOSED_STATUSES = (Status.RESOLVED, Status.CLOSED, Status.REJECTED)
 TICKET_TAG = re.compile(r"\[([A-Z][A-Z0-9]{1,15}-\d{3,12})\]")
 
 
@@ -193,7 +192,7 @@ class Pipeline:
             service.journal(
                 session,
                 ticket,
-                service.Actor(service.SYSTEM, service.SYSTEM, str(intake.source)),
+                service.system_actor(str(intake.source)),
                 "attachments_dropped",
                 now,
                 note="not kept (the raw message has them): " + ", ".join(intake.dropped_files),
@@ -239,7 +238,7 @@ class Pipeline:
             service.journal(
                 session,
                 target,
-                service.Actor(service.SYSTEM, service.SYSTEM, str(intake.source)),
+                service.system_actor(str(intake.source)),
                 "linked",
                 now,
                 after={"ticket": ticket.key},
@@ -260,7 +259,7 @@ class Pipeline:
                 .where(
                     Ticket.fingerprint == intake.fingerprint,
                     Ticket.source == str(intake.source),
-                    Ticket.status.not_in([str(s) for s in CLOSED_STATUSES]),
+                    Ticket.status.not_in(DONE_STATUSES),
                 )
                 .order_by(Ticket.id.desc())
             ).first()
@@ -327,7 +326,7 @@ class Pipeline:
         service.journal(
             session,
             ticket,
-            service.Actor(service.SYSTEM, service.SYSTEM, "rules"),
+            service.system_actor("rules"),
             "classified",
             now,
             after=decision.to_dict(),
@@ -338,7 +337,7 @@ class Pipeline:
             service.journal(
                 session,
                 ticket,
-                service.Actor(service.SYSTEM, service.SYSTEM, "routing"),
+                service.system_actor("routing"),
                 "routed",
                 now,
                 after={"group": group, "assignee": assignee},

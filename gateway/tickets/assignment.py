@@ -8,9 +8,7 @@ from sqlalchemy.orm import Session
 from gateway.rules.assign import pick_assignee
 from gateway.rules.model import Group
 from gateway.storage.models import Ticket
-from gateway.tickets.states import Status
-
-OPEN_EXCLUDED = [str(s) for s in (Status.RESOLVED, Status.CLOSED, Status.REJECTED)]
+from gateway.tickets.states import DONE_STATUSES
 
 
 def choose_assignee(session: Session, group: Group | None) -> str | None:
@@ -24,7 +22,7 @@ def choose_assignee(session: Session, group: Group | None) -> str | None:
     members = list(group.members)
     counts = session.execute(
         select(Ticket.assignee, func.count())
-        .where(Ticket.assignee.in_(members), Ticket.status.not_in(OPEN_EXCLUDED))
+        .where(Ticket.assignee.in_(members), Ticket.status.not_in(DONE_STATUSES))
         .group_by(Ticket.assignee)
     )
     open_counts = {assignee: n for assignee, n in counts}

@@ -78,7 +78,7 @@ def apply_followup(
         service.journal(
             session,
             ticket,
-            service.Actor(service.SYSTEM, service.SYSTEM, channel),
+            service.system_actor(channel),
             "refused",
             now,
             note=note,

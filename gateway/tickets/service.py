@@ -34,6 +34,11 @@ class Actor:
 SYSTEM = "system"
 
 
+def system_actor(channel: str) -> Actor:
+    """The gateway itself (rules, routing, automation) acting through `channel`."""
+    return Actor(SYSTEM, SYSTEM, channel)
+
+
 @dataclass
 class NewTicket:
     type: str

@@ -20,6 +20,12 @@ class Status(StrEnum):
     REJECTED = "rejected"
 
 
+# Statuses in which nobody works a ticket any more: not "open" for load, dedup or threading.
+DONE_STATUSES: frozenset[str] = frozenset(
+    {Status.RESOLVED.value, Status.CLOSED.value, Status.REJECTED.value}
+)
+
+
 class Action(StrEnum):
     ASSIGN = "assign"
     START = "start"
