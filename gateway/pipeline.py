@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -68,6 +69,11 @@ class RawInput:
     envelope_from: str = ""
     envelope_to: tuple[str, ...] = ()
     quarantine_reason: str = ""  # non-empty: kept, but no ticket is touched
+
+    @cached_property
+    def sha256(self) -> str:
+        # Used for the dedup key and the stored row: hash the bytes once.
+        return hashlib.sha256(self.data).hexdigest()
 
 
 # Explicit outcomes (STYLE.md habit 4); the edges map them to SMTP codes and HTTP statuses.
@@ -203,7 +209,7 @@ class Pipeline:
         row = RawMessage(
             source=str(intake.source),
             message_id=intake.message_id,
-            sha256=hashlib.sha256(raw.data).hexdigest(),
+            sha256=raw.sha256,
             received_at=now,
             envelope_from=raw.envelope_from,
             envelope_to=list(raw.envelope_to),
@@ -352,7 +358,7 @@ def _raw_key(intake: Intake, raw: RawInput | None) -> str | None:
     if intake.message_id:
         return f"msgid:{intake.message_id}"
     if raw is not None:
-        return f"sha256:{hashlib.sha256(raw.data).hexdigest()}"
+        return f"sha256:{raw.sha256}"
     return None
 
 
