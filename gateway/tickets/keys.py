@@ -12,19 +12,27 @@ def format_key(prefix: str, number: int, digits: int) -> str:
     return f"{prefix}-{number:0{digits}d}"
 
 
-def next_key(session: Session, prefix: str, digits: int) -> str:
-    """Allocate the next key for `prefix` inside the caller's transaction.
+def allocate_keys(session: Session, prefix: str, digits: int, count: int = 1) -> list[str]:
+    """Allocate `count` consecutive keys for `prefix` inside the caller's transaction.
 
     The upsert takes a row lock on PostgreSQL (SQLite serialises writers anyway), so two
-    concurrent transactions can never read the same value; if the caller rolls back, the number
-    was never used by a ticket, so keys still never repeat.
+    concurrent transactions can never read the same value; if the caller rolls back, the numbers
+    were never used by a ticket, so keys still never repeat. A batch takes its whole range in
+    one statement.
     """
+    if count < 1:
+        return []
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = TicketKeyCounter.__table__
-    stmt = insert(table).values(prefix=prefix, last_value=1)
+    stmt = insert(table).values(prefix=prefix, last_value=count)
     stmt = stmt.on_conflict_do_update(
-        index_elements=[table.c.prefix], set_={"last_value": table.c.last_value + 1}
+        index_elements=[table.c.prefix], set_={"last_value": table.c.last_value + count}
     ).returning(table.c.last_value)
-    number = session.execute(stmt).scalar_one()
-    return format_key(prefix, number, digits)
+    last = session.execute(stmt).scalar_one()
+    return [format_key(prefix, n, digits) for n in range(last - count + 1, last + 1)]
+
+
+def next_key(session: Session, prefix: str, digits: int) -> str:
+    """Allocate the next key for `prefix` inside the caller's transaction."""
+    return allocate_keys(session, prefix, digits)[0]

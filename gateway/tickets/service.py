@@ -106,6 +106,56 @@ def journal(
     return event
 
 
+def ticket_fields(
+    settings: TicketSettings, new: NewTicket, key: str, now: datetime
+) -> dict[str, Any]:
+    """The column values of a new ticket (pure): checks the type and priority, sets the status."""
+    if new.type not in TICKET_TYPES:
+        raise ValueError(f"unknown ticket type {new.type!r}")
+    if new.priority not in PRIORITIES:
+        raise ValueError(f"unknown priority {new.priority!r}")
+    status = _initial_status(new.type, new.approvers)
+    # A group alone is a queue; the ticket is "assigned" once a person owns it.
+    if status == Status.NEW and new.assignee:
+        status = Status.ASSIGNED
+    return {
+        "key": key,
+        "type": new.type,
+        "priority": new.priority,
+        "status": str(status),
+        "subject": new.subject[:998],
+        "description": new.description,
+        "requester": new.requester,
+        "requester_name": new.requester_name[:200],
+        "assignee": new.assignee,
+        "group": new.group,
+        "category": new.category,
+        "source": new.source,
+        "tags": list(new.tags),
+        "participants": list(new.participants),
+        "labels": dict(new.labels),
+        "fingerprint": new.fingerprint,
+        "occurrences": 1,
+        "approvers": list(new.approvers),
+        "approvals": [],
+        "sla_policy": new.sla_policy,
+        "parent_id": new.parent_id,
+        "breached": False,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def ticket_prefix(settings: TicketSettings, new: NewTicket) -> str:
+    if new.type not in TICKET_TYPES:
+        raise ValueError(f"unknown ticket type {new.type!r}")
+    return settings.key_prefixes[new.type]
+
+
+def created_note(new: NewTicket) -> str:
+    return f"created from {new.source}"
+
+
 def create_ticket(
     session: Session,
     settings: TicketSettings,
@@ -115,40 +165,8 @@ def create_ticket(
     *,
     raw_id: int | None = None,
 ) -> Ticket:
-    if new.type not in TICKET_TYPES:
-        raise ValueError(f"unknown ticket type {new.type!r}")
-    if new.priority not in PRIORITIES:
-        raise ValueError(f"unknown priority {new.priority!r}")
-    status = _initial_status(new.type, new.approvers)
-    # A group alone is a queue; the ticket is "assigned" once a person owns it.
-    if status == Status.NEW and new.assignee:
-        status = Status.ASSIGNED
-    ticket = Ticket(
-        key=next_key(session, settings.key_prefixes[new.type], settings.key_digits),
-        type=new.type,
-        priority=new.priority,
-        status=str(status),
-        subject=new.subject[:998],
-        description=new.description,
-        requester=new.requester,
-        requester_name=new.requester_name[:200],
-        assignee=new.assignee,
-        group=new.group,
-        category=new.category,
-        source=new.source,
-        tags=list(new.tags),
-        participants=list(new.participants),
-        labels=dict(new.labels),
-        fingerprint=new.fingerprint,
-        occurrences=1,
-        approvers=list(new.approvers),
-        approvals=[],
-        sla_policy=new.sla_policy,
-        parent_id=new.parent_id,
-        breached=False,
-        created_at=now,
-        updated_at=now,
-    )
+    key = next_key(session, ticket_prefix(settings, new), settings.key_digits)
+    ticket = Ticket(**ticket_fields(settings, new, key, now))
     session.add(ticket)
     journal(
         session,
@@ -157,21 +175,17 @@ def create_ticket(
         "created",
         now,
         after=snapshot(ticket),
-        note=f"created from {new.source}",
+        note=created_note(new),
         raw_id=raw_id,
     )
     return ticket
 
 
+SNAPSHOT_FIELDS = ("type", "priority", "status", "assignee", "group", "category")
+
+
 def snapshot(ticket: Ticket) -> dict[str, Any]:
-    return {
-        "type": ticket.type,
-        "priority": ticket.priority,
-        "status": ticket.status,
-        "assignee": ticket.assignee,
-        "group": ticket.group,
-        "category": ticket.category,
-    }
+    return {name: getattr(ticket, name) for name in SNAPSHOT_FIELDS}
 
 
 def apply_command(
