@@ -231,8 +231,8 @@ class DaemonSettings(Section):
     timezone: str = "Asia/Shanghai"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     drain_seconds: float = Field(default=15.0, ge=0)
-    # Threads that parse and store intake off the event loop. More threads only queue on the
-    # GIL and on SQLite's single writer; PostgreSQL deployments may raise it.
+    # Threads for blocking side work off the event loop (rule reloads). SMTP intake is parsed
+    # and stored by the group-commit writer (gateway/group_commit.py), not by these.
     intake_workers: int = Field(default=4, ge=1, le=64)
 
     @field_validator("timezone")

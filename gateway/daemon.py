@@ -19,6 +19,7 @@ from gateway import metrics
 from gateway.api.app import create_app
 from gateway.clock import utc_now
 from gateway.config import Settings
+from gateway.group_commit import GroupCommitter
 from gateway.ingest.imap import start_pollers
 from gateway.ingest.smtp import IntakeHandler, make_smtp_factory
 from gateway.pipeline import Pipeline
@@ -49,7 +50,8 @@ class Daemon:
         self.executor = ThreadPoolExecutor(
             max_workers=self.settings.daemon.intake_workers, thread_name_prefix="intake"
         )
-        self.handler = IntakeHandler(self.pipeline, self.settings, self.executor)
+        self.committer = GroupCommitter(self.pipeline)
+        self.handler = IntakeHandler(self.pipeline, self.settings, self.executor, self.committer)
         self.stopping = asyncio.Event()
         self.smtp_address: tuple[str, int] | None = None
         self.http_address: tuple[str, int] | None = None
@@ -73,6 +75,7 @@ class Daemon:
                 coalesce=True,
             )
         scheduler.start()
+        self.committer.start()
 
         smtp_server = None
         if self.settings.smtp.enabled:
@@ -131,6 +134,7 @@ class Daemon:
             await http_task
         scheduler.shutdown(wait=False)
         self.executor.shutdown(wait=True)
+        await asyncio.to_thread(self.committer.stop, drain)
         self.db.dispose()
         log.info("stopped")
         return 0

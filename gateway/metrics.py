@@ -27,3 +27,8 @@ LOOP_LAG = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
 LOOP_LAG_MAX = Gauge("gateway_event_loop_lag_max_seconds", "Largest event-loop lag seen.")
+BATCH_SIZE = Histogram(
+    "gateway_group_commit_batch_size",
+    "Intakes stored per transaction by the group-commit writer.",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)

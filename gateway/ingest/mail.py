@@ -9,7 +9,7 @@ from gateway.ingest.autoreply import classify_automatic
 from gateway.ingest.mailparse import ParsedMail, ParseError, parse_message
 from gateway.ingest.replies import strip_reply
 from gateway.intake import Intake, IntakeFile, Source
-from gateway.pipeline import RawInput
+from gateway.pipeline import TICKET_TAG, RawInput
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,15 @@ def mail_to_intake(
         )
         return MailIntake(intake, raw)
     own = (*settings.smtp.addresses, settings.outbound.from_address)
+    recipients = _recipients(parsed, envelope_to)
+    # Only a mail that can continue a ticket (a reply, a [KEY] tag, a plus-address) is ever
+    # read as a comment; stripping quotes from every new request would be wasted work.
+    threads = bool(
+        parsed.in_reply_to
+        or parsed.references
+        or TICKET_TAG.search(parsed.subject)
+        or any("+" in r for r in recipients)
+    )
     auto = classify_automatic(parsed, own_addresses=own)
     intake = Intake(
         source=source,
@@ -47,12 +56,12 @@ def mail_to_intake(
         sender_name=parsed.from_name,
         subject=parsed.subject,
         body=parsed.text,
-        recipients=_recipients(parsed, envelope_to),
+        recipients=recipients,
         cc=tuple(parsed.cc),
         message_id=parsed.message_id,
         in_reply_to=(*parsed.in_reply_to, *parsed.references),
         received_at=parsed.date,
-        reply_text=strip_reply(parsed.text),
+        reply_text=strip_reply(parsed.text) if threads else None,
         auto=str(auto) if auto else None,
         files=tuple(
             IntakeFile(a.filename or "attachment", a.content_type, a.data)

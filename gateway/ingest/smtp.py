@@ -12,15 +12,26 @@ import hmac
 import logging
 import ssl
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from gateway import metrics
 from gateway.config import Settings
-from gateway.ingest.mail import mail_to_intake
-from gateway.intake import Source
-from gateway.pipeline import Created, Duplicate, Outcome, Pipeline, Quarantined, Refused, Updated
+from gateway.group_commit import GroupCommitter
+from gateway.ingest.mail import MailIntake, mail_to_intake
+from gateway.intake import Intake, Source
+from gateway.pipeline import (
+    Created,
+    Duplicate,
+    Outcome,
+    Pipeline,
+    Quarantined,
+    RawInput,
+    Refused,
+    Updated,
+)
 from gateway.storage.db import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -45,10 +56,19 @@ def reply_for(outcome: Outcome) -> str:
 class IntakeHandler:
     """aiosmtpd handler: recipient policy and DATA -> pipeline, off the event loop."""
 
-    def __init__(self, pipeline: Pipeline, settings: Settings, executor: ThreadPoolExecutor):
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        settings: Settings,
+        executor: ThreadPoolExecutor,
+        committer: GroupCommitter | None = None,
+    ):
         self.pipeline = pipeline
         self.settings = settings
         self.executor = executor
+        # With a committer, its writer thread parses and stores whatever the connections have
+        # delivered meanwhile, in one transaction.
+        self.committer = committer
         self.inflight = 0
         self.accepting = True
 
@@ -73,7 +93,11 @@ class IntakeHandler:
         metrics.SMTP_SESSIONS.inc()
         try:
             loop = asyncio.get_running_loop()
-            outcome = await loop.run_in_executor(self.executor, self._store, data, envelope)
+            if self.committer is None:
+                outcome = await loop.run_in_executor(self.executor, self._store, data, envelope)
+            else:
+                prepare = partial(self._prepare, data, envelope)
+                outcome = await asyncio.wrap_future(self.committer.submit(prepare))
         except StoreUnavailable as exc:
             log.warning("smtp: store unavailable, answered 451: %s", exc)
             return TEMPFAIL
@@ -82,15 +106,21 @@ class IntakeHandler:
             metrics.SMTP_SESSIONS.dec()
         return reply_for(outcome)
 
-    def _store(self, data: bytes, envelope: Envelope) -> Outcome:
-        mail = mail_to_intake(
+    def _parse(self, data: bytes, envelope: Envelope) -> MailIntake:
+        return mail_to_intake(
             data,
             Source.SMTP,
             self.settings,
             envelope_from=envelope.mail_from or "",
             envelope_to=tuple(envelope.rcpt_tos),
         )
-        return self.pipeline.process(mail.intake, mail.raw)
+
+    def _store(self, data: bytes, envelope: Envelope) -> Outcome:
+        return self.pipeline.process(*self._prepare(data, envelope))
+
+    def _prepare(self, data: bytes, envelope: Envelope) -> tuple[Intake, RawInput]:
+        mail = self._parse(data, envelope)
+        return mail.intake, mail.raw
 
     async def handle_exception(self, error: BaseException) -> str:
         # aiosmtpd's default is "500 Error: (Class) message": the sender would bounce the mail
