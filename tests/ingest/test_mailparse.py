@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.ingest.mailparse import ParsedMail, ParseError, decode_bytes, parse_message
+from gateway.ingest.charsets import decode_bytes
+from gateway.ingest.mailparse import ParsedMail, ParseError, parse_message
 from tests.conftest import SHARED
 
 CORPUS = SHARED / "corpus"
