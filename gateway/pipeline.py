@@ -25,6 +25,7 @@ from gateway.clock import Clock, utc_now
 from gateway.config import Settings
 from gateway.ingest.followup import key_from_addresses
 from gateway.intake import Intake
+from gateway.outbound.notify import queue_notifications
 from gateway.rules.model import Group
 from gateway.storage.db import Database, StoreUnavailable
 from gateway.storage.models import IntakeKey, OutboxMessage, RawMessage, Ticket
@@ -187,6 +188,11 @@ class Pipeline:
                     )
                 )
             session.flush()
+            # Notifications commit with the change that caused them (the outbox).
+            queue_notifications(
+                session, self.settings, service.journalled(session),
+                trigger_auto=intake.auto or "", now=now,
+            )  # fmt: skip
         if isinstance(outcome, Created) and ticket is not None:
             metrics.TICKETS_CREATED.labels(ticket.type, ticket.priority).inc()
         return outcome
