@@ -94,11 +94,116 @@ class RelaySettings(Section):
     timeout_seconds: float = Field(default=30.0, gt=0)
 
 
+# Notification events and who gets each by default ([outbound.events.NAME] to = [...]).
+# Roles name people on the ticket; anything with an "@" is a fixed address.
+NOTIFY_EVENTS: dict[str, tuple[str, ...]] = {
+    "received": ("requester",),
+    "assigned": ("assignee", "group"),
+    "commented": ("requester", "participants", "assignee"),
+    "pending": ("requester",),
+    "resolved": ("requester", "participants"),
+    "closed": ("requester",),
+    "reopened": ("assignee", "group"),
+    "approval_requested": ("approvers",),
+    "sla_warning": ("assignee", "group"),
+    "sla_breach": ("assignee", "group"),
+}
+RECIPIENT_ROLES = ("requester", "assignee", "group", "participants", "approvers")
+Language = Literal["zh", "en"]
+
+
+class EventRoute(Section):
+    enabled: bool = True
+    to: list[str] | None = None  # None: the default recipients of the event
+
+    @field_validator("to")
+    @classmethod
+    def _known(cls, value: list[str] | None) -> list[str] | None:
+        for item in value or ():
+            if item not in RECIPIENT_ROLES and "@" not in item:
+                raise ValueError(
+                    f"unknown recipient {item!r}: use an address or one of {RECIPIENT_ROLES}"
+                )
+        return value
+
+
+class ChatRobot(Section):
+    """A group robot webhook (企业微信 / 钉钉 / 飞书 / Slack) that gets chosen events."""
+
+    kind: Literal["wecom", "dingtalk", "feishu", "slack"]
+    url: str = Field(min_length=8)
+    secret: str = ""  # DingTalk and Feishu signing secret ("" = unsigned robot)
+    events: list[str] = Field(default_factory=lambda: ["received", "sla_breach"])
+    min_priority: Literal["P0", "P1", "P2", "P3"] = "P1"  # only this priority or more urgent
+    language: Language | None = None  # None: [outbound] language
+
+    @field_validator("events")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(NOTIFY_EVENTS))
+        if unknown:
+            raise ValueError(f"unknown event(s) {unknown}; known: {', '.join(NOTIFY_EVENTS)}")
+        return value
+
+
 class OutboundSettings(Section):
+    # Off by default so `make run` works without a relay; notifications are only queued (and
+    # sent) when this is true.
     enabled: bool = False
     from_address: str = "support@example.com"
     from_name: str = "IT Operations"
+    # Base of the signed reply addresses (support+KEY.token@...); "" = first [smtp] address.
+    reply_to: str = ""
+    language: Language = "zh"
+    # Per-recipient language: an address or a whole domain -> "zh" | "en".
+    languages: dict[str, Language] = Field(default_factory=dict)
+    # A folder with zh/ and en/ subfolders whose templates replace the shipped ones.
+    templates_dir: str = ""
+    # The mailbox of a group (queue), for the "group" recipient.
+    group_addresses: dict[str, str] = Field(default_factory=dict)
+    # Storm control: acknowledgements per recipient per hour (stops two systems answering
+    # each other), and mails per recipient per hour beyond which updates wait for a digest.
+    ack_limit_per_hour: int = Field(default=5, ge=0)
+    rate_limit_per_hour: int = Field(default=30, ge=1)
+    digest_minutes: float = Field(default=15.0, gt=0)
+    # Delivery: a bounded batch under a lease, backoff with jitter and a cap, dead letter.
+    batch: int = Field(default=10, ge=1, le=1000)
+    poll_seconds: float = Field(default=2.0, gt=0)
+    lease_seconds: float = Field(default=900.0, gt=0)
+    max_attempts: int = Field(default=10, ge=1)
+    max_age_hours: float = Field(default=48.0, gt=0)
+    backoff_initial_seconds: float = Field(default=30.0, gt=0)
+    backoff_max_seconds: float = Field(default=3600.0, gt=0)
+    events: dict[str, EventRoute] = Field(default_factory=dict)
+    chat: dict[str, ChatRobot] = Field(default_factory=dict)
     smtp: RelaySettings = Field(default_factory=RelaySettings)
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: dict[str, EventRoute]) -> dict[str, EventRoute]:
+        unknown = sorted(set(value) - set(NOTIFY_EVENTS))
+        if unknown:
+            raise ValueError(f"unknown event(s) {unknown}; known: {', '.join(NOTIFY_EVENTS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _lease(self) -> OutboundSettings:
+        # A lease that ends while its batch is still being sent lets another worker send the
+        # same rows again; each item may take a few relay timeouts (connect, DATA, QUIT).
+        needed = 3 * self.batch * self.smtp.timeout_seconds
+        if self.lease_seconds < needed:
+            raise ValueError(
+                f"lease_seconds ({self.lease_seconds:g}) must be at least 3 x batch x "
+                f"smtp.timeout_seconds = {needed:g}, or a slow relay causes double sending"
+            )
+        return self
+
+    def route(self, event: str) -> tuple[bool, tuple[str, ...]]:
+        """Whether `event` is mailed, and to whom (roles and addresses)."""
+        cfg = self.events.get(event)
+        if cfg is None:
+            return True, NOTIFY_EVENTS[event]
+        return cfg.enabled, tuple(cfg.to) if cfg.to is not None else NOTIFY_EVENTS[event]
 
 
 class WebhookSource(Section):

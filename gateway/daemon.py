@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -22,6 +23,7 @@ from gateway.config import Settings
 from gateway.group_commit import GroupCommitter
 from gateway.ingest.imap import start_pollers
 from gateway.ingest.smtp import IntakeHandler, make_smtp_factory
+from gateway.outbound.worker import OutboxWorker
 from gateway.pipeline import Pipeline
 from gateway.rules.holder import RulesHolder
 from gateway.storage import migrate
@@ -53,6 +55,7 @@ class Daemon:
         self.committer = GroupCommitter(self.pipeline)
         self.handler = IntakeHandler(self.pipeline, self.settings, self.executor, self.committer)
         self.stopping = asyncio.Event()
+        self.outbox_stop = threading.Event()
         self.smtp_address: tuple[str, int] | None = None
         self.http_address: tuple[str, int] | None = None
 
@@ -113,6 +116,7 @@ class Daemon:
 
         # One thread per [[imap]] mailbox: imapclient blocks, the event loop must not.
         pollers = start_pollers(self.pipeline, self.settings)
+        outbox = self.start_outbox()
 
         log.info("gateway ready")
         lag_probe = asyncio.create_task(_watch_loop_lag(self.stopping))
@@ -126,6 +130,10 @@ class Daemon:
         # Pollers finish the message in hand and log out; their threads are joined off-loop.
         drain = self.settings.daemon.drain_seconds
         await asyncio.gather(*(asyncio.to_thread(p.stop, drain) for p in pollers))
+        if outbox is not None:
+            # The worker finishes the message in hand and releases the rest of its batch.
+            self.outbox_stop.set()
+            await asyncio.to_thread(outbox.join, drain)
         deadline = loop.time() + self.settings.daemon.drain_seconds
         while self.handler.inflight and loop.time() < deadline:
             await asyncio.sleep(0.05)
@@ -138,6 +146,18 @@ class Daemon:
         self.db.dispose()
         log.info("stopped")
         return 0
+
+    def start_outbox(self) -> threading.Thread | None:
+        """The delivery worker, in a thread: smtplib and httpx calls block."""
+        if not self.settings.outbound.enabled:
+            log.info("outbound notifications disabled ([outbound] enabled = false)")
+            return None
+        worker = OutboxWorker(self.db, self.settings)
+        thread = threading.Thread(
+            target=worker.run, args=(self.outbox_stop,), name="outbox", daemon=True
+        )
+        thread.start()
+        return thread
 
     def accepting(self) -> bool:
         return not self.stopping.is_set()

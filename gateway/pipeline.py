@@ -25,9 +25,10 @@ from gateway.clock import Clock, utc_now
 from gateway.config import Settings
 from gateway.ingest.followup import key_from_addresses
 from gateway.intake import Intake
+from gateway.outbound.notify import queue_notifications
 from gateway.rules.model import Group
 from gateway.storage.db import Database, StoreUnavailable
-from gateway.storage.models import IntakeKey, OutboxMessage, RawMessage, Ticket
+from gateway.storage.models import IntakeKey, OutboxMessage, RawMessage, Ticket, TicketEvent
 from gateway.tickets import bulk, service
 from gateway.tickets.assignment import choose_assignee
 from gateway.tickets.followups import apply_followup, sender_role
@@ -279,6 +280,14 @@ class Pipeline:
                 )
             )
         session.flush()
+        # Notifications commit with the change that caused them (the outbox).
+        queue_notifications(
+            session,
+            self.settings,
+            service.journalled(session),
+            trigger_auto=intake.auto or "",
+            now=now,
+        )
         if isinstance(outcome, Created) and ticket is not None:
             metrics.TICKETS_CREATED.labels(ticket.type, ticket.priority).inc()
         return outcome
@@ -341,6 +350,15 @@ class Pipeline:
             next(raw_ids) if raw is not None else intake.raw_id for intake, raw, _ in raws
         ]
         bulk.insert_journal(session, specs, tickets, event_raw_ids, now)
+        if self.settings.outbound.enabled:
+            # The bulk rows bypassed the ORM; the acknowledgements are planned from the
+            # journal rows just written, like those of the per-item path.
+            created = session.scalars(
+                select(TicketEvent)
+                .where(TicketEvent.ticket_id.in_([t.id for t in tickets]))
+                .order_by(TicketEvent.id)
+            )
+            queue_notifications(session, self.settings, created, now=now)
         ledger = [
             {
                 "source": str(items[i][0].source),

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from gateway.api.auth import Principal, principal, require
 from gateway.api.errors import ApiError
 from gateway.intake import Intake, Source
+from gateway.outbound.notify import queue_notifications
 from gateway.pipeline import Created, Duplicate, Pipeline, Updated
 from gateway.storage.db import Database
 from gateway.storage.models import Ticket, TicketEvent
@@ -83,6 +84,12 @@ def _load(session: Session, key: str, who: Principal) -> Ticket:
 
 def _actor(who: Principal) -> service.Actor:
     return service.Actor(who.email, who.role, "api")
+
+
+def _notify(request: Request, session: Session, now: Any) -> None:
+    """Queue what the change journalled, in the same transaction (the outbox)."""
+    settings = request.app.state.settings
+    queue_notifications(session, settings, service.journalled(session), now=now)
 
 
 @router.get("/tickets")
@@ -164,6 +171,7 @@ def patch_ticket(request: Request, who: Caller, key: str, body: TicketPatch) -> 
         refused = service.update_fields(session, ticket, changes, _actor(who), now, reason=reason)
         if refused is not None:
             raise ApiError(409, "refused", refused.reason)
+        _notify(request, session, now)
         return ticket_to_dict(ticket)
 
 
@@ -177,6 +185,7 @@ def add_comment(request: Request, who: Caller, key: str, body: CommentIn) -> dic
         event = service.add_comment(
             session, ticket, _actor(who), body.text, now, public=body.public
         )
+        _notify(request, session, now)
         session.flush()
         return event_to_dict(event)
 
@@ -198,6 +207,7 @@ def transition(request: Request, who: Caller, key: str, body: TransitionIn) -> d
         if isinstance(result, Refused):
             # A role that may never do this is 403; a legal role at the wrong moment is 409.
             raise ApiError(403 if result.forbidden else 409, "refused", result.reason)
+        _notify(request, session, now)
         return ticket_to_dict(ticket)
 
 

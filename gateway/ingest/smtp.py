@@ -75,7 +75,11 @@ class IntakeHandler:
     def accepts(self, address: str) -> bool:
         address = address.lower()
         cfg = self.settings.smtp
-        return address in cfg.addresses or address.rpartition("@")[2] in cfg.domains
+        local, _, domain = address.rpartition("@")
+        # Plus-addressed forms of our addresses are the tickets' signed reply addresses
+        # (support+INC-000123.token@...): notifications name them in Reply-To.
+        base = f"{local.partition('+')[0]}@{domain}"
+        return address in cfg.addresses or base in cfg.addresses or domain in cfg.domains
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]

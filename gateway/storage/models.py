@@ -201,7 +201,10 @@ class OutboxMessage(Base):
     """A notification written in the same transaction as the change that caused it."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),
+        Index("ix_outbox_recipient_created_at", "recipient", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
@@ -210,7 +213,13 @@ class OutboxMessage(Base):
     recipients: Mapped[list[Any]] = mapped_column(JSON, default=list)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     message_id: Mapped[str | None] = mapped_column(String(998), unique=True)
-    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|sent|dead
+    # pending | sent | dead | held (over the rate limit, waiting for a digest) | digested
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    # One row per recipient (an address, or the chat robot's name): the rate limits count it.
+    recipient: Mapped[str | None] = mapped_column(String(320))
+    # The worker that claimed the row and until when; an expired lease may be claimed again.
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None] = mapped_column(_tz())
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(_tz())
     last_error: Mapped[str] = mapped_column(Text, default="")

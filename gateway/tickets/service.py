@@ -102,8 +102,18 @@ def journal(
         raw_id=raw_id,
     )
     session.add(event)
+    # Remembered for this unit of work: notifications are decided from the events it added.
+    session.info.setdefault(_JOURNALLED, []).append(event)
     ticket.updated_at = now
     return event
+
+
+_JOURNALLED = "gateway.journalled"
+
+
+def journalled(session: Session) -> list[TicketEvent]:
+    """The journal events added in this session since the last call (and forgets them)."""
+    return session.info.pop(_JOURNALLED, [])
 
 
 def ticket_fields(

@@ -14,7 +14,7 @@ from gateway.intake import Intake, IntakeFile, Source
 from gateway.pipeline import Created, Duplicate, Pipeline, Quarantined, RawInput, Updated
 from gateway.rules.holder import RulesHolder
 from gateway.storage.db import Database, StoreUnavailable
-from gateway.storage.models import IntakeKey, RawMessage, Ticket, TicketEvent
+from gateway.storage.models import IntakeKey, OutboxMessage, RawMessage, Ticket, TicketEvent
 
 RULES = Path(__file__).resolve().parents[2] / "gateway" / "defaults" / "rules.yaml"
 
@@ -151,3 +151,23 @@ def test_committer_answers_each_waiter(pipeline: Pipeline, db: Database) -> None
         bad.result(timeout=0)
     with db.unit(readonly=True) as s:
         assert len(s.scalars(select(Ticket)).all()) == 10
+
+
+def test_bulk_tickets_are_acknowledged_like_single_ones(
+    db: Database, settings: Settings, clock
+) -> None:
+    settings.outbound.enabled = True
+    settings.replies.secret = "s" * 32
+    pipeline = Pipeline(db, settings, RulesHolder(RULES).classify, clock)
+    single = pipeline.process(*item("VPN 连不上", "s1@x", sender="carol@example.com"))
+    batch = pipeline.process_batch(
+        [item(f"打印机 {n}", f"b{n}@x", sender=f"u{n}@example.com") for n in range(3)]
+    )
+    assert isinstance(single, Created) and all(isinstance(b, Created) for b in batch)
+    with db.unit(readonly=True) as s:
+        rows = s.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
+        acks = {(r.payload["key"], r.recipient) for r in rows if r.event == "received"}
+    expected = {(single.key, "carol@example.com")} | {
+        (b.key, f"u{n}@example.com") for n, b in enumerate(batch)
+    }
+    assert acks == expected

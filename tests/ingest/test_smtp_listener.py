@@ -142,3 +142,13 @@ def test_inconsistent_tls_or_auth_settings_are_refused() -> None:
         SmtpSettings(tls_cert="/x.pem")
     with pytest.raises(ValueError, match="users"):
         SmtpSettings(auth_required=True)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_signed_reply_addresses_of_our_address_are_accepted(listener, db) -> None:
+    port = listener(addresses=["support@example.com"])
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.ehlo()
+        client.mail("alice@example.com")
+        assert client.rcpt("support+INC-000001.0a1b2c3d4e@example.com")[0] == 250
+        assert client.rcpt("other+INC-000001.0a1b2c3d4e@example.com")[0] == 550
