@@ -92,6 +92,9 @@ class RelaySettings(Section):
     username: str = ""
     password: str = ""
     timeout_seconds: float = Field(default=30.0, gt=0)
+    # PEM file of the CA that signed the relay's certificate (an internal CA); "" = the
+    # system's trust store. The certificate is always verified.
+    ca_file: str = ""
 
 
 # Notification events and who gets each by default ([outbound.events.NAME] to = [...]).

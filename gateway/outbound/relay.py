@@ -26,7 +26,7 @@ class Relay:
 
     def _connect(self) -> smtplib.SMTP:
         cfg = self.cfg
-        context = ssl.create_default_context()
+        context = ssl.create_default_context(cafile=cfg.ca_file or None)
         client: smtplib.SMTP
         if cfg.ssl:
             client = smtplib.SMTP_SSL(

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import smtplib
 import ssl
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +19,6 @@ from gateway.pipeline import Pipeline
 from gateway.rules.holder import RulesHolder
 from gateway.storage.db import Database
 from gateway.storage.models import Ticket
-from tests.conftest import IN_CI
 
 RULES = Path(__file__).resolve().parents[2] / "gateway" / "defaults" / "rules.yaml"
 MESSAGE = b"From: alice@example.com\r\nSubject: VPN down\r\n\r\nhelp\r\n"
@@ -84,22 +81,6 @@ def test_domain_wide_acceptance(listener, db) -> None:
         assert client.rcpt("anything@example.com")[0] == 550
         assert client.data(MESSAGE)[0] == 250
     assert tickets(db) == 1
-
-
-@pytest.fixture
-def certificate(tmp_path: Path) -> tuple[str, str]:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        if IN_CI:
-            pytest.fail("openssl missing (CI=true)")
-        pytest.skip("openssl missing")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return str(cert), str(key)
 
 
 def client_context() -> ssl.SSLContext:
