@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -209,16 +210,101 @@ class OutboundSettings(Section):
         return cfg.enabled, tuple(cfg.to) if cfg.to is not None else NOTIFY_EVENTS[event]
 
 
+Priority = Literal["P0", "P1", "P2", "P3"]
+
+
+def _lower_keys(value: dict[str, Priority]) -> dict[str, Priority]:
+    # Monitoring tools spell severities in any case ("Critical", "HIGH"); match them folded.
+    return {k.strip().casefold(): v for k, v in value.items()}
+
+
 class WebhookSource(Section):
+    """One alert source: who may post, and how its alerts become tickets."""
+
+    # Bearer token, or HTTP basic username + password; all empty = no auth (a start-up warning).
     token: str = ""
     username: str = ""
     password: str = ""
+    # Severity (label/field value, case-insensitive) -> ticket priority; rules may refine it.
+    severity_map: Annotated[dict[str, Priority], AfterValidator(_lower_keys)] = Field(
+        default_factory=lambda: {
+            "critical": "P0", "disaster": "P0", "high": "P1", "error": "P1", "major": "P1",
+            "warning": "P2", "average": "P2", "minor": "P2", "info": "P3", "low": "P3",
+        }
+    )  # fmt: skip
+    # Priority for a severity the map does not name (or none at all).
+    default_priority: Priority = "P2"
+    # On recovery: "resolve" the ticket (with the recovery time) or only "comment" on it.
+    resolve_action: Literal["resolve", "comment"] = "resolve"
+    # A new firing within this time after the ticket was resolved reopens it; later, a new
+    # ticket linked to the old one is opened. Seconds or ISO 8601 ("PT1H").
+    reopen_window: timedelta = timedelta(hours=1)
+    # Labels whose values put alerts into one ticket (e.g. ["alertname", "cluster"]);
+    # empty = one ticket per alert.
+    group_by: list[str] = Field(default_factory=list)
+    # Raw request bodies kept in raw_messages: "all", or only those that could not be parsed
+    # ("invalid"; the parsed alerts live on in tickets and the ledger). Storing a 30 KB body
+    # is the largest single cost of a storm batch on SQLite (bench/RESULTS.md).
+    keep_raw: Literal["all", "invalid"] = "all"
+
+    @property
+    def auth_required(self) -> bool:
+        return bool(self.token or self.username or self.password)
+
+
+class AlertmanagerSource(WebhookSource):
+    pass
+
+
+class ZabbixSource(WebhookSource):
+    # Zabbix's own severity names (Disaster .. Not classified).
+    severity_map: Annotated[dict[str, Priority], AfterValidator(_lower_keys)] = Field(
+        default_factory=lambda: {
+            "disaster": "P0", "high": "P1", "average": "P2", "warning": "P3",
+            "information": "P3", "not classified": "P3",
+        }
+    )  # fmt: skip
+    default_priority: Priority = "P3"
+
+
+class GenericSource(WebhookSource):
+    """`[webhooks.generic.NAME]`: where the alert fields sit in any JSON body.
+
+    Every mapping value is an RFC 6901 JSON pointer ("/labels/severity"); `alerts` is
+    relative to the body, the others to each alert ("" = the body is one alert).
+    """
+
+    alerts: str = ""
+    fingerprint: str = Field(min_length=1)
+    status: str = ""
+    # Values of `status` that mean "recovered" (compared case-insensitively).
+    resolved_values: list[str] = Field(default_factory=lambda: ["resolved", "ok", "recovered"])
+    summary: str = ""
+    description: str = ""
+    severity: str = ""
+    host: str = ""
+    url: str = ""
+    # An object whose string values become ticket labels (rule fields `labels.<name>`).
+    labels: str = ""
+
+    @field_validator("alerts", "fingerprint", "status", "summary", "description", "severity",
+                     "host", "url", "labels")  # fmt: skip
+    @classmethod
+    def _pointer(cls, value: str) -> str:
+        if value and not value.startswith("/"):
+            raise ValueError(f"{value!r} is not a JSON pointer (RFC 6901: starts with '/')")
+        return value
+
+    @field_validator("resolved_values")
+    @classmethod
+    def _fold(cls, value: list[str]) -> list[str]:
+        return [v.strip().casefold() for v in value]
 
 
 class WebhooksSettings(Section):
-    alertmanager: WebhookSource = Field(default_factory=WebhookSource)
-    zabbix: WebhookSource = Field(default_factory=WebhookSource)
-    generic: dict[str, WebhookSource] = Field(default_factory=dict)
+    alertmanager: AlertmanagerSource = Field(default_factory=AlertmanagerSource)
+    zabbix: ZabbixSource = Field(default_factory=ZabbixSource)
+    generic: dict[str, GenericSource] = Field(default_factory=dict)
 
 
 class ApiToken(Section):

@@ -43,6 +43,8 @@ class Intake:
     cc: tuple[str, ...] = ()
     sender_name: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    # Alert annotations (summary, description, runbook ...): rule fields `annotations.<name>`.
+    annotations: dict[str, str] = field(default_factory=dict)
     fingerprint: str | None = None
     dedup_key: str | None = None
     raw_id: int | None = None
@@ -63,3 +65,7 @@ class Intake:
     category: str | None = None
     group: str | None = None
     tags: tuple[str, ...] = ()
+    # What the channel suggests (an alert's severity map, "incident" for alerts) and a rule
+    # that sets the field refines; the rules' default does not override these.
+    base_type: str | None = None
+    base_priority: str | None = None

@@ -1,4 +1,4 @@
-"""The HTTP application: API, health, metrics (and the webhooks of later channels)."""
+"""The HTTP application: API, health, metrics and the alert webhooks."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from fastapi import FastAPI
 
-from gateway.api import errors, health, outbox, tickets
+from gateway.api import errors, health, outbox, tickets, webhooks
 from gateway.api.auth import TokenAuth
 from gateway.api.limits import BodyLimit
 from gateway.clock import Clock, utc_now
@@ -38,5 +38,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(tickets.router)
     app.include_router(outbox.router)
+    app.include_router(webhooks.router)
+    webhooks.warn_unauthenticated(settings)
     app.add_middleware(BodyLimit, limit=settings.http.max_body_bytes)
     return app

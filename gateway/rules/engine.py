@@ -249,6 +249,7 @@ def classify(ruleset: RuleSet, fields: Mapping[str, str]) -> Decision:
         if actions.stop:
             stopper = compiled.rule.name
             break
+    set_by_rules = tuple(name for name in _SCALARS if state.get(name))
     # The default fills whatever no matching rule set.
     _apply(ruleset.default, state, [])
     if not tags:
@@ -265,6 +266,7 @@ def classify(ruleset: RuleSet, fields: Mapping[str, str]) -> Decision:
         rule=stopper or (matched[-1] if matched else "default"),
         rules=tuple(matched) or ("default",),
         matches=tuple(evidence),
+        set_by_rules=set_by_rules,
     )
 
 
@@ -288,6 +290,7 @@ def intake_fields(intake: Intake, extra: Mapping[str, str] | None = None) -> dic
         "severity": intake.labels.get("severity", ""),
     }
     fields.update({f"labels.{k}": v for k, v in intake.labels.items()})
+    fields.update({f"annotations.{k}": v for k, v in intake.annotations.items()})
     fields.update(extra or {})
     return fields
 

@@ -236,7 +236,7 @@ class _Reader:
         if key == "fields":
             prefixed = any(text.startswith(p) and len(text) > len(p) for p in FIELD_PREFIXES)
             if text not in FIELDS and not prefixed:
-                choices = (*FIELDS, "labels.<name>", "cmdb.<attr>")
+                choices = (*FIELDS, "labels.<name>", "annotations.<name>", "cmdb.<attr>")
                 self.fail(node, f"unknown field '{text}'{_suggest(text, choices)}")
         elif key in ("any", "all", "none") and not Keyword.parse(text).key:
             self.fail(node, f"keyword '{text}' is empty once spaces and '*' are removed")

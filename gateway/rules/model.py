@@ -14,10 +14,10 @@ PRIORITIES = ("P0", "P1", "P2", "P3")
 STRATEGIES = ("round_robin", "least_open", "none")
 Strategy = Literal["round_robin", "least_open", "none"]
 
-# Fields a condition may look at. `labels.<name>` (alert labels) and `cmdb.<attr>` (CMDB
-# enrichment) are open-ended families, validated by prefix only.
+# Fields a condition may look at. `labels.<name>` / `annotations.<name>` (alerts) and
+# `cmdb.<attr>` (CMDB enrichment) are open-ended families, validated by prefix only.
 FIELDS = ("subject", "body", "sender", "recipient", "source", "severity")
-FIELD_PREFIXES = ("labels.", "cmdb.")
+FIELD_PREFIXES = ("labels.", "annotations.", "cmdb.")
 DEFAULT_FIELDS = ("subject", "body")
 
 
@@ -119,6 +119,9 @@ class Decision:
     rule: str = "default"
     rules: tuple[str, ...] = ("default",)
     matches: tuple[Match, ...] = ()
+    # The fields a matching rule set (the rest came from the default): a channel's own
+    # suggestion (an alert's severity) gives way only to these.
+    set_by_rules: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -87,6 +87,8 @@ class Ticket(Base):
     labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     fingerprint: Mapped[str | None] = mapped_column(String(200), index=True)
     occurrences: Mapped[int] = mapped_column(Integer, default=1)
+    # Alert tickets: when the alert last fired (repeats count occurrences, not journal rows).
+    last_seen: Mapped[datetime | None] = mapped_column(_tz())
     approvers: Mapped[list[Any]] = mapped_column(JSON, default=list)
     approvals: Mapped[list[Any]] = mapped_column(JSON, default=list)
     sla_policy: Mapped[str | None] = mapped_column(String(100))
@@ -179,10 +181,18 @@ class Attachment(Base):
 
 
 class Alert(Base):
-    """One alert identity as seen by a monitoring source, tied to the ticket it raised."""
+    """One alert identity as seen by a monitoring source, tied to its current ticket.
+
+    `fingerprint` is the identity (Alertmanager fingerprint, Zabbix problem event id, generic
+    key, or a group key with `group_by`); `ticket_id` moves to a new ticket when the identity
+    fires again after the reopen window. The row changes on state changes only (firing,
+    resolved, new ticket): repeats are counted on the ticket (`occurrences`, `last_seen`).
+    """
 
     __tablename__ = "alerts"
-    __table_args__ = (Index("ix_alerts_source_fingerprint", "source", "fingerprint"),)
+    # One ledger row per identity and source: the batch lookup is one index range scan, and
+    # two concurrent first sightings cannot both insert (the loser retries as a repeat).
+    __table_args__ = (Index("ix_alerts_source_fingerprint", "source", "fingerprint", unique=True),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     source: Mapped[str] = mapped_column(String(32))

@@ -54,6 +54,7 @@ def ticket_to_dict(ticket: Ticket) -> dict[str, Any]:
     if ticket.fingerprint:
         data["fingerprint"] = ticket.fingerprint
         data["occurrences"] = ticket.occurrences
+        data["last_seen"] = _iso(ticket.last_seen)
         data["labels"] = dict(ticket.labels or {})
     return data
 

@@ -103,6 +103,10 @@ SOURCES: dict[Action, frozenset[Status]] = {
     A.APPROVE: frozenset({S.PENDING_APPROVAL}),
     A.REJECT: frozenset({S.PENDING_APPROVAL}),
 }
+# Automation closes the loop of a recovered alert whether or not anybody started on it.
+SYSTEM_SOURCES: dict[Action, frozenset[Status]] = {
+    A.RESOLVE: SOURCES[A.RESOLVE] | {S.NEW, S.ASSIGNED, S.REOPENED},
+}
 # Where the simple actions lead; assign and approve depend on the ticket.
 TARGET: dict[Action, Status] = {
     A.START: S.IN_PROGRESS,
@@ -158,7 +162,8 @@ def decide(ticket: TicketView, cmd: Command) -> Applied | Refused:
         status = Status(ticket.status)
     except ValueError:
         return Refused(f"ticket has an unknown status {ticket.status!r}")
-    if status not in SOURCES[action]:
+    sources = SYSTEM_SOURCES.get(action, SOURCES[action]) if role == R.SYSTEM else SOURCES[action]
+    if status not in sources:
         return Refused(
             f"cannot {action} a ticket in status {str(status)!r}: {_hint(ticket, action)}"
         )
