@@ -25,6 +25,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_rules.py
+	$(BIN)/python bench/bench_smtp.py
+	$(BIN)/python bench/bench_alerts.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
