@@ -10,7 +10,6 @@ import hashlib
 import logging
 import re
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,10 +21,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway import metrics
-from gateway.alerts.apply import AlertOutcome, apply_batch
-from gateway.alerts.model import AlertBatch
 from gateway.clock import Clock, utc_now
-from gateway.config import Settings, WebhookSource
+from gateway.config import Settings
 from gateway.ingest.followup import key_from_addresses
 from gateway.intake import Intake
 from gateway.outbound.notify import queue_notifications
@@ -335,7 +332,7 @@ class Pipeline:
             (items[i][0], items[i][1], t.id) for (i, _), t in zip(bulk_items, tickets, strict=True)
         ]
         raw_rows = [
-            _raw_fields(str(intake.source), intake.message_id, raw, now) | {"ticket_id": ticket_id}
+            raw_fields(str(intake.source), intake.message_id, raw, now) | {"ticket_id": ticket_id}
             for intake, raw, ticket_id in raws
             if raw is not None
         ]
@@ -380,73 +377,6 @@ class Pipeline:
             metrics.TICKETS_CREATED.labels(t.type, t.priority).inc()
         return [(i, t.key) for (i, _), t in zip(bulk_items, tickets, strict=True)]
 
-    def process_alerts(
-        self, batch: AlertBatch, raw: RawInput, policy: WebhookSource
-    ) -> list[AlertOutcome]:
-        """Apply a webhook's alerts and keep its raw body, in one transaction, committed on
-        return (so a 200 means stored). Raises StoreUnavailable like `process`."""
-        source = str(batch.source)
-        started = time.perf_counter()
-        try:
-            try:
-                outcomes = self._alerts_once(batch, raw, policy)
-            except IntegrityError:
-                # Another connection saw the same new identity first and committed its ledger
-                # row; run again and this batch's firing counts as a repeat of it.
-                outcomes = self._alerts_once(batch, raw, policy)
-        except StoreUnavailable:
-            metrics.INTAKE.labels(source, "unavailable").inc()
-            raise
-        for outcome, n in Counter(o.outcome for o in outcomes).items():
-            metrics.INTAKE.labels(source, outcome).inc(n)
-        metrics.PIPELINE_SECONDS.labels(source).observe(time.perf_counter() - started)
-        return outcomes
-
-    def _alerts_once(
-        self, batch: AlertBatch, raw: RawInput, policy: WebhookSource
-    ) -> list[AlertOutcome]:
-        now = self.clock()
-        created: list[Ticket] = []
-        with self.db.unit() as session:
-            raw_id = (
-                self._store_raw_body(session, str(batch.source), raw, now)
-                if policy.keep_raw == "all"
-                else None
-            )
-
-            def create(session: Session, intake: Intake, parent: Ticket | None) -> Ticket:
-                ticket = self._create(session, intake, raw_id, now, parent=parent)
-                session.flush()  # the ledger row and later repeats need ticket.id
-                created.append(ticket)
-                return ticket
-
-            outcomes = apply_batch(session, batch, policy, now, create)
-            # New, reopened and resolved alert tickets notify like any other change (a P0 from
-            # monitoring is what the chat robots are for); repeats journal nothing, so a storm
-            # queues nothing.
-            queue_notifications(session, self.settings, service.journalled(session), now=now)
-        for ticket in created:
-            metrics.TICKETS_CREATED.labels(ticket.type, ticket.priority).inc()
-        return outcomes
-
-    def keep_unparsed(self, source: str, raw: RawInput, reason: str) -> None:
-        """Keep a webhook body that could not be parsed (the sender gets a 400)."""
-        with self.db.unit() as session:
-            self._store_raw_body(session, source, raw, self.clock(), reason=reason)
-        metrics.INTAKE.labels(source, "refused").inc()
-
-    def _store_raw_body(
-        self, session: Session, source: str, raw: RawInput, now: datetime, reason: str = ""
-    ) -> int:
-        # A Core insert: one row per webhook delivery is on the storm's hot path.
-        table = RawMessage.__table__
-        values = _raw_fields(source, None, raw, now) | {
-            "status": "quarantined" if reason else "parsed",
-            "reason": reason,
-        }
-        stmt = insert(table).values(**values).returning(table.c.id)
-        return session.connection().execute(stmt).scalar_one()
-
     def _keep_files(self, session: Session, ticket: Ticket, intake: Intake, now: datetime) -> None:
         if intake.files:
             service.attach_files(session, ticket, intake.files)
@@ -462,7 +392,7 @@ class Pipeline:
             )
 
     def _store_raw(self, session: Session, intake: Intake, raw: RawInput, now: Any) -> RawMessage:
-        row = RawMessage(**_raw_fields(str(intake.source), intake.message_id, raw, now))
+        row = RawMessage(**raw_fields(str(intake.source), intake.message_id, raw, now))
         session.add(row)
         session.flush()
         return row
@@ -485,7 +415,7 @@ class Pipeline:
                 return Updated(target.key), target
             # A stranger writing about somebody's ticket never changes it: their mail becomes
             # a ticket of its own, linked to the one it names.
-            ticket = self._create(session, intake, raw_id, now, parent=target)
+            ticket = self.create_ticket(session, intake, raw_id, now, parent=target)
             service.journal(
                 session,
                 target,
@@ -499,7 +429,7 @@ class Pipeline:
             return Created(ticket.key), ticket
         if intake.auto:
             return Quarantined(f"automatic mail ({intake.auto}) that names no ticket"), None
-        ticket = self._create(session, intake, raw_id, now)
+        ticket = self.create_ticket(session, intake, raw_id, now)
         return Created(ticket.key), ticket
 
     def _find_target(self, session: Session, intake: Intake) -> Ticket | None:
@@ -584,7 +514,7 @@ class Pipeline:
             "public": False,
         }
 
-    def _create(
+    def create_ticket(
         self,
         session: Session,
         intake: Intake,
@@ -593,6 +523,7 @@ class Pipeline:
         *,
         parent: Ticket | None = None,
     ) -> Ticket:
+        """A new ticket from the intake, classified and routed, in the caller's transaction."""
         new, decision = self._new_ticket(intake, parent)
         strategy = None
         if new.assignee is None:
@@ -617,9 +548,7 @@ class Pipeline:
         return ticket
 
 
-def _raw_fields(
-    source: str, message_id: str | None, raw: RawInput, now: datetime
-) -> dict[str, Any]:
+def raw_fields(source: str, message_id: str | None, raw: RawInput, now: datetime) -> dict[str, Any]:
     return {
         "source": source,
         "message_id": message_id,

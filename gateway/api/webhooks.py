@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from gateway.alerts import intake as alert_intake
 from gateway.alerts.apply import AlertOutcome
 from gateway.alerts.model import AlertBatch, grouped
 from gateway.api.errors import ApiError
@@ -77,9 +78,9 @@ def _process(
     try:
         batch = parse(body)
     except PayloadError as exc:
-        pipeline.keep_unparsed(source, raw, str(exc))
+        alert_intake.keep_unparsed(pipeline, source, raw, str(exc))
         return _Refused(exc)
-    return pipeline.process_alerts(grouped(batch, policy.group_by), raw, policy)
+    return alert_intake.process_alerts(pipeline, grouped(batch, policy.group_by), raw, policy)
 
 
 async def _intake(request: Request, source: str, policy: WebhookSource, parse: Parse) -> Any:
