@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import FastAPI
 
@@ -34,6 +35,8 @@ def create_app(
     app.state.clock = clock
     app.state.accepting = accepting
     app.state.auth = TokenAuth(settings.api.tokens)
+    # One thread parses and stores webhook deliveries, in arrival order (see webhooks.py).
+    app.state.webhook_executor = ThreadPoolExecutor(1, thread_name_prefix="webhooks")
     errors.install(app)
     app.include_router(health.router)
     app.include_router(tickets.router)
