@@ -10,9 +10,10 @@ evaluates the same history against the new policy's targets.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from gateway.sla.calendar import Calendar, add_business, business_between
 from gateway.sla.policy import Level, Policy, SlaStart
@@ -59,6 +60,23 @@ class Evaluation:
     @property
     def breached(self) -> bool:
         return self.response.breached or self.resolution.breached
+
+
+class JournalEntry(Protocol):
+    """What the clock reads of a journal event (TicketEvent has these)."""
+
+    at: datetime
+    after: Mapping[str, Any] | None
+
+
+def status_history(events: Iterable[JournalEntry]) -> list[tuple[datetime, str]]:
+    """(at, status) at creation and at every status change, from the journal in order."""
+    history: list[tuple[datetime, str]] = []
+    for event in events:
+        status = (event.after or {}).get("status")
+        if status and (not history or history[-1][1] != status):
+            history.append((event.at, status))
+    return history
 
 
 def segments(

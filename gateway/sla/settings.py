@@ -107,7 +107,7 @@ def _policies() -> dict[str, PolicySettings]:
     # 4 小时未解决,升级至 IT 负责人". The addresses are placeholders `gateway init` documents.
     team = ["assignee", "group"]
     return {
-        "p0-24x7": PolicySettings(
+        "incident-p0": PolicySettings(
             calendar="24x7",
             response_minutes=60,
             resolution_minutes=240,
@@ -150,7 +150,7 @@ class SlaSettings(_Section):
     calendars: dict[str, CalendarSettings] = Field(default_factory=_calendars)
     policies: dict[str, PolicySettings] = Field(default_factory=_policies)
     # Which policy a ticket gets (a rule's `sla_policy` wins; then priority, then type).
-    by_priority: dict[Priority, str] = Field(default_factory=lambda: {"P0": "p0-24x7"})
+    by_priority: dict[Priority, str] = Field(default_factory=lambda: {"P0": "incident-p0"})
     by_type: dict[str, str] = Field(
         default_factory=lambda: {"incident": "incident", "request": "request"}
     )
