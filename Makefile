@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_rules.py
 	$(BIN)/python bench/bench_smtp.py
 	$(BIN)/python bench/bench_alerts.py
+	$(BIN)/python bench/bench_sla.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

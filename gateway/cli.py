@@ -162,6 +162,32 @@ def cmd_tickets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sla(args: argparse.Namespace) -> int:
+    """`gateway sla explain KEY`: the clock's history, due times and escalations."""
+    from gateway.clock import utc_now
+    from gateway.sla.explain import explain
+    from gateway.storage.db import Database
+    from gateway.storage.models import SlaEscalation, Ticket
+
+    settings = _settings(args)
+    db = Database(settings.database)
+    try:
+        with db.unit(readonly=True) as session:
+            ticket = session.scalars(select(Ticket).where(Ticket.key == args.key)).first()
+            if ticket is None:
+                print(f"no ticket {args.key}", file=sys.stderr)
+                return 1
+            fired = session.scalars(
+                select(SlaEscalation)
+                .where(SlaEscalation.ticket_id == ticket.id)
+                .order_by(SlaEscalation.id)
+            ).all()
+            print(explain(settings.sla_book(), ticket, fired, utc_now(), settings.zone))
+    finally:
+        db.dispose()
+    return 0
+
+
 def cmd_rules(args: argparse.Namespace) -> int:
     from gateway.rules import commands
 
@@ -220,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_config(rsub.add_parser("check", help="validate a rules file"))
     p.add_argument("file", nargs="?", help="rules file (default: the configured one)")
     rules.set_defaults(func=cmd_rules)
+
+    sla = sub.add_parser("sla", help="SLA clocks")
+    ssub = sla.add_subparsers(dest="sla_command", required=True)
+    p = with_config(ssub.add_parser("explain", help="a ticket's SLA clock history"))
+    p.add_argument("key")
+    sla.set_defaults(func=cmd_sla)
     return parser
 
 

@@ -18,12 +18,16 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from gateway.sla.policy import Book, build_book
+from gateway.sla.settings import SlaSettings
 
 DEFAULT_CONFIG_PATH = Path("var/gateway.toml")
 TICKET_TYPES = ("incident", "change", "request", "inspection")
@@ -476,9 +480,20 @@ class Settings(BaseSettings):
         default_factory=list
     )
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    sla: SlaSettings = Field(default_factory=SlaSettings)
 
     # Where the file was read from; relative paths in it (rules.path) resolve against it.
     config_dir: Path = Path(".")
+
+    # The compiled [sla] section and the object it was compiled from (a copy of the settings
+    # with another `sla` compiles its own).
+    _sla_book: tuple[SlaSettings, Book] | None = PrivateAttr(default=None)
+
+    def sla_book(self) -> Book:
+        """`[sla]` compiled (holiday files read) once; raises HolidayError on a bad file."""
+        if self._sla_book is None or self._sla_book[0] is not self.sla:
+            self._sla_book = (self.sla, build_book(self.sla, self.config_dir))
+        return self._sla_book[1]
 
     @property
     def zone(self) -> ZoneInfo:

@@ -26,6 +26,7 @@ from gateway.ingest.smtp import IntakeHandler, make_smtp_factory
 from gateway.outbound.worker import OutboxWorker
 from gateway.pipeline import Pipeline
 from gateway.rules.holder import RulesHolder
+from gateway.sla.scanner import SlaJob
 from gateway.storage import migrate
 from gateway.storage.db import Database
 
@@ -74,6 +75,18 @@ class Daemon:
                 "interval",
                 seconds=self.settings.rules.watch_seconds,
                 id="rules-watch",
+                max_instances=1,
+                coalesce=True,
+            )
+        if self.settings.sla.enabled:
+            # Compile [sla] now: a bad holiday file stops start-up instead of the first scan.
+            self.settings.sla_book()
+            sla_job = SlaJob(self.db, self.settings, utc_now)
+            scheduler.add_job(
+                sla_job.run,
+                "interval",
+                seconds=self.settings.sla.scan_seconds,
+                id="sla-scan",
                 max_instances=1,
                 coalesce=True,
             )

@@ -497,6 +497,8 @@ class Pipeline:
             sla_policy=decision.sla_policy,
             parent_id=parent.id if parent is not None else None,
         )
+        if self.settings.sla.enabled:
+            new.sla = self.settings.sla_book().start(new.type, new.priority, new.sla_policy)
         return new, decision
 
     @staticmethod

@@ -86,6 +86,12 @@ def _actor(who: Principal) -> service.Actor:
     return service.Actor(who.email, who.role, "api")
 
 
+def _ticket_dict(request: Request, ticket: Ticket) -> dict[str, Any]:
+    """The ticket's JSON, its SLA clocks as of the app's clock."""
+    book = request.app.state.settings.sla_book()
+    return ticket_to_dict(ticket, book=book, now=request.app.state.clock())
+
+
 def _notify(request: Request, session: Session, now: Any) -> None:
     """Queue what the change journalled, in the same transaction (the outbox)."""
     settings = request.app.state.settings
@@ -116,7 +122,7 @@ def list_tickets(
         like = f"%{q}%"
         stmt = stmt.where(or_(Ticket.subject.like(like), Ticket.description.like(like)))
     with _db(request).unit(readonly=True) as session:
-        tickets = [ticket_to_dict(t) for t in session.scalars(stmt)]
+        tickets = [_ticket_dict(request, t) for t in session.scalars(stmt)]
     return {"tickets": tickets, "count": len(tickets), "limit": limit, "offset": offset}
 
 
@@ -148,14 +154,14 @@ def create_ticket(
     if not isinstance(outcome, Created | Duplicate | Updated) or outcome.key is None:
         raise ApiError(422, "refused", getattr(outcome, "reason", "intake refused"))
     with _db(request).unit(readonly=True) as session:
-        data = ticket_to_dict(_load(session, outcome.key, who))
+        data = _ticket_dict(request, _load(session, outcome.key, who))
     return JSONResponse(data, status_code=201 if isinstance(outcome, Created) else 200)
 
 
 @router.get("/tickets/{key}")
 def get_ticket(request: Request, who: Caller, key: str) -> dict[str, Any]:
     with _db(request).unit(readonly=True) as session:
-        return ticket_to_dict(_load(session, key, who))
+        return _ticket_dict(request, _load(session, key, who))
 
 
 @router.patch("/tickets/{key}")
@@ -172,7 +178,7 @@ def patch_ticket(request: Request, who: Caller, key: str, body: TicketPatch) -> 
         if refused is not None:
             raise ApiError(409, "refused", refused.reason)
         _notify(request, session, now)
-        return ticket_to_dict(ticket)
+        return _ticket_dict(request, ticket)
 
 
 @router.post("/tickets/{key}/comments", status_code=201)
@@ -208,7 +214,7 @@ def transition(request: Request, who: Caller, key: str, body: TransitionIn) -> d
             # A role that may never do this is 403; a legal role at the wrong moment is 409.
             raise ApiError(403 if result.forbidden else 409, "refused", result.reason)
         _notify(request, session, now)
-        return ticket_to_dict(ticket)
+        return _ticket_dict(request, ticket)
 
 
 @router.get("/tickets/{key}/events")

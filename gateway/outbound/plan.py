@@ -59,6 +59,9 @@ _DIRECT = {
     "sla_warning": "sla_warning",
     "sla_breach": "sla_breach",
 }
+# Escalations name their recipients in the journal event (`after["notify"]`, from the SLA
+# policy's level) instead of the event's default roles; they go to chat although internal.
+_ESCALATIONS = ("sla_warning", "sla_breach")
 # Recipients who only see what is public on the ticket.
 _OUTSIDERS = ("requester", "participants")
 
@@ -86,13 +89,21 @@ def plan(
     planned: list[Planned] = []
     for name in notifications_for(event, ticket):
         enabled, roles = cfg.route(name)
+        named: tuple[str, ...] = ()
+        if name in _ESCALATIONS and event.after.get("notify") is not None:
+            named = tuple(event.after["notify"])
+            roles = tuple(r for r in named if not r.startswith("chat:"))
         if enabled:
             for address in mail_recipients(name, roles, event, ticket, cfg, own):
                 planned.append(Planned(name, "mail", address, language_for(address, cfg)))
-        if event.public:
-            # Chat groups are wider than a ticket's people: internal notes never go there.
+        if event.public or name in _ESCALATIONS:
+            # Chat groups are wider than a ticket's people: internal notes never go there;
+            # an escalation says only what the ticket's staff may know anyway.
             for robot_name, robot in cfg.chat.items():
-                if name in robot.events and _urgent_enough(ticket.priority, robot.min_priority):
+                subscribed = name in robot.events and _urgent_enough(
+                    ticket.priority, robot.min_priority
+                )
+                if subscribed or f"chat:{robot_name}" in named:
                     language = robot.language or cfg.language
                     planned.append(Planned(name, "chat", robot_name, language))
     return planned
@@ -136,6 +147,8 @@ def _resolve(role: str, ticket: TicketFacts, cfg: OutboundSettings) -> list[str]
         return [ticket.assignee or ""]
     if role == "group":
         return [cfg.group_addresses.get(ticket.group or "", "")]
+    if role.startswith("group:"):  # a named group's mailbox, e.g. the ops managers'
+        return [cfg.group_addresses.get(role.removeprefix("group:"), "")]
     if role == "participants":
         return list(ticket.participants)
     if role == "approvers":

@@ -98,6 +98,12 @@ class Ticket(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(_tz())
     closed_at: Mapped[datetime | None] = mapped_column(_tz())
     breached: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A rule chose `sla_policy`: a priority/type change keeps it instead of re-mapping.
+    sla_pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+    # When the SLA scanner must next look at this ticket (a level or a breach is due), or
+    # "now" after a change it has not evaluated yet; NULL = nothing ahead. The scanner reads
+    # only rows at or before now through this index, whatever the number of open tickets.
+    next_escalation_at: Mapped[datetime | None] = mapped_column(_tz(), index=True)
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
     created_at: Mapped[datetime] = mapped_column(_tz(), index=True)
     updated_at: Mapped[datetime] = mapped_column(_tz())
@@ -106,6 +112,21 @@ class Ticket(Base):
         back_populates="ticket", order_by="TicketEvent.id", lazy="selectin"
     )
     attachments: Mapped[list[Attachment]] = relationship(order_by="Attachment.id", lazy="selectin")
+
+
+class SlaEscalation(Base):
+    """An escalation level that fired: the unique key makes each level fire once per ticket,
+    across restarts and several daemons on one database (inserted with its journal event)."""
+
+    __tablename__ = "sla_escalations"
+    __table_args__ = (UniqueConstraint("ticket_id", "level"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    level: Mapped[str] = mapped_column(String(160))  # "<policy>/<level name>"
+    event: Mapped[str] = mapped_column(String(32))  # sla_warning | sla_breach
+    due_at: Mapped[datetime] = mapped_column(_tz())
+    fired_at: Mapped[datetime] = mapped_column(_tz())
 
 
 class TicketEvent(Base):

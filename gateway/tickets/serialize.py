@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from gateway.sla.explain import sla_view
+from gateway.sla.policy import Book
 from gateway.storage.models import Ticket, TicketEvent
 
 
@@ -12,7 +14,10 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def ticket_to_dict(ticket: Ticket) -> dict[str, Any]:
+def ticket_to_dict(
+    ticket: Ticket, *, book: Book | None = None, now: datetime | None = None
+) -> dict[str, Any]:
+    """With `book` and `now`, the `sla` block also shows business minutes used and left."""
     data: dict[str, Any] = {
         "key": ticket.key,
         "type": ticket.type,
@@ -51,6 +56,8 @@ def ticket_to_dict(ticket: Ticket) -> dict[str, Any]:
             "breached": ticket.breached,
         },
     }
+    if book is not None and now is not None:
+        data["sla"] |= sla_view(book, ticket, now)
     if ticket.fingerprint:
         data["fingerprint"] = ticket.fingerprint
         data["occurrences"] = ticket.occurrences

@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session
 
 from gateway.config import PRIORITIES, TICKET_TYPES, TicketSettings
 from gateway.intake import IntakeFile
+from gateway.sla.clock import new_ticket_columns
+from gateway.sla.policy import SlaStart
 from gateway.storage.models import Attachment, Blob, Ticket, TicketEvent
 from gateway.tickets.keys import next_key
 from gateway.tickets.states import Applied, Command, Refused, Status, TicketView, decide
@@ -58,6 +60,9 @@ class NewTicket:
     approvers: list[str] = field(default_factory=list)
     sla_policy: str | None = None
     parent_id: int | None = None
+    # The policy the clocks run on, resolved by the pipeline (gateway.sla.policy.Book.start);
+    # None = no SLA. `ticket_fields` turns it into the due-time columns.
+    sla: SlaStart | None = None
 
 
 # Fields an API/CLI user may change directly; status moves only through actions.
@@ -148,11 +153,11 @@ def ticket_fields(
         "occurrences": 1,
         "approvers": list(new.approvers),
         "approvals": [],
-        "sla_policy": new.sla_policy,
         "parent_id": new.parent_id,
         "breached": False,
         "created_at": now,
         "updated_at": now,
+        **new_ticket_columns(new.sla, str(status), now),
     }
 
 
@@ -213,6 +218,8 @@ def apply_command(
         after[name] = list(new) if isinstance(new, tuple) else new
     ticket.status = str(result.status)
     _stamp(ticket, cmd, now)
+    if "status" in after:
+        sla_changed(ticket, now)
     note = result.note
     if cmd.reason:
         note = f"{note}: {cmd.reason}" if note else cmd.reason
@@ -227,6 +234,16 @@ def apply_command(
         note=note,
     )
     return result
+
+
+def sla_changed(ticket: Ticket, now: datetime) -> None:
+    """A change that moves SLA clocks (status, response, priority): have the scanner
+    re-evaluate the ticket from its history at its next pass (gateway/sla/scanner.py)."""
+    # The scanner owns the SLA columns: it recomputes due times and levels from the journal,
+    # so every writer (API, mail replies, alerts, CLI) needs only this one mark. A ticket
+    # without a policy may gain one through a priority change, so it is marked as well.
+    if ticket.next_escalation_at is None or ticket.next_escalation_at > now:
+        ticket.next_escalation_at = now
 
 
 def _stamp(ticket: Ticket, cmd: Command, now: datetime) -> None:
@@ -255,6 +272,7 @@ def add_comment(
 ) -> TicketEvent:
     if public and actor.role in ("agent", "admin") and ticket.responded_at is None:
         ticket.responded_at = now
+        sla_changed(ticket, now)
     return journal(session, ticket, actor, "comment", now, note=text, public=public, raw_id=raw_id)
 
 
@@ -300,6 +318,8 @@ def update_fields(
         before = {k: getattr(ticket, k) for k in plain}
         for name, value in plain.items():
             setattr(ticket, name, value)
+        if "priority" in plain or "type" in plain:
+            sla_changed(ticket, now)
         journal(
             session, ticket, actor, "updated", now, before=before, after=plain, note=reason or ""
         )
