@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gateway.sla.holidays import HolidayError
 from gateway.sla.policy import Book, build_book
 from gateway.sla.settings import SlaSettings
 
@@ -553,9 +554,17 @@ def load_settings(path: Path | None, *, require_file: bool = True) -> Settings:
             return (init_settings, env_settings, _DictSource(settings_cls, data))
 
     try:
-        return _FromFile(config_dir=path.parent if path else Path("."))
+        settings = _FromFile(config_dir=path.parent if path else Path("."))
     except ValidationError as exc:
         raise ConfigError(_describe(name, exc)) from exc
+    if settings.sla.enabled:
+        # Read the holiday files now, so a bad one stops start-up with a message naming the
+        # file and entry, not with a traceback from the first SLA scan.
+        try:
+            settings.sla_book()
+        except HolidayError as exc:
+            raise ConfigError(f"{name}: [sla]: {exc}") from exc
+    return settings
 
 
 def _describe(name: str, exc: ValidationError) -> str:

@@ -41,7 +41,12 @@ def load_set(name: str, folders: Iterable[Path] = ()) -> HolidaySet:
     workdays: set[date] = set()
     years: set[int] = set()
     for path in by_year.values():
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+            raise HolidayError(f"{where}: not a valid YAML holiday file ({exc})") from exc
         if not isinstance(data, dict):
             raise HolidayError(f"{path}: expected a mapping with holidays/workdays")
         if isinstance(data.get("year"), int):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from gateway import cli
+from gateway.config import ConfigError, load_settings
 from gateway.sla.scanner import scan
 from gateway.tickets.serialize import ticket_to_dict
 from tests.sla.test_escalation import T0, H, M, act, create, ticket
@@ -53,3 +56,13 @@ def test_default_config_file_spells_out_the_built_in_sla(tmp_path: Path) -> None
     assert written.sla_book().policies["incident-p0"].levels[1].notify == (
         "ops-manager@example.com",
     )
+
+
+def test_a_broken_holiday_file_stops_start_up_with_its_file_and_line(tmp_path) -> None:
+    folder = tmp_path / "holidays"
+    folder.mkdir()
+    (folder / "cn-2027.yaml").write_text("year: 2027\nholidays:\n  - date: [2027-01-01\n")
+    config = tmp_path / "gateway.toml"
+    config.write_text('[sla]\nholidays_dir = "holidays"\n')
+    with pytest.raises(ConfigError, match=r"cn-2027\.yaml:\d+: not a valid YAML holiday file"):
+        load_settings(config)
