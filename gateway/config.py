@@ -11,7 +11,7 @@ import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import (
     AfterValidator,
@@ -28,7 +28,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from gateway.sla.holidays import HolidayError
 from gateway.sla.policy import Book, build_book
-from gateway.sla.settings import SlaSettings
+from gateway.sla.settings import SlaSettings, TimeZoneName
 
 DEFAULT_CONFIG_PATH = Path("var/gateway.toml")
 TICKET_TYPES = ("incident", "change", "request", "inspection")
@@ -427,21 +427,12 @@ class RulesSettings(Section):
 
 
 class DaemonSettings(Section):
-    timezone: str = "Asia/Shanghai"
+    timezone: TimeZoneName = "Asia/Shanghai"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     drain_seconds: float = Field(default=15.0, ge=0)
     # Threads for blocking side work off the event loop (rule reloads). SMTP intake is parsed
     # and stored by the group-commit writer (gateway/group_commit.py), not by these.
     intake_workers: int = Field(default=4, ge=1, le=64)
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown timezone {value!r}") from exc
-        return value
 
 
 class _DictSource(PydanticBaseSettingsSource):

@@ -6,12 +6,31 @@ imports nothing from the rest of the gateway.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from gateway.sla.calendar import DAY_NAMES, parse_span
+
+
+def check_timezone(value: str) -> str:
+    """An IANA zone name zoneinfo knows (e.g. Asia/Shanghai)."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown timezone {value!r}") from exc
+    return value
+
+
+TimeZoneName = Annotated[str, AfterValidator(check_timezone)]
 
 Priority = Literal["P0", "P1", "P2", "P3"]
 OFFICE = ["09:00-12:00", "13:00-18:00"]
@@ -24,7 +43,7 @@ class _Section(BaseModel):
 class CalendarSettings(_Section):
     """`[sla.calendars.NAME]`: working hours in `timezone`, or `always = true` (24x7)."""
 
-    timezone: str = "Asia/Shanghai"
+    timezone: TimeZoneName = "Asia/Shanghai"
     always: bool = False
     hours: dict[str, list[str]] = Field(default_factory=dict)
     # A holiday set: files `<set>-<year>.yaml` shipped in gateway/sla/holidays/ or in
@@ -32,15 +51,6 @@ class CalendarSettings(_Section):
     holidays: str = ""
     # Hours of a make-up working day (调休); empty = Monday's hours.
     workday_hours: list[str] = Field(default_factory=list)
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown timezone {value!r}") from exc
-        return value
 
     @field_validator("hours")
     @classmethod

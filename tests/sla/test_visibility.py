@@ -66,3 +66,17 @@ def test_a_broken_holiday_file_stops_start_up_with_its_file_and_line(tmp_path) -
     config.write_text('[sla]\nholidays_dir = "holidays"\n')
     with pytest.raises(ConfigError, match=r"cn-2027\.yaml:\d+: not a valid YAML holiday file"):
         load_settings(config)
+
+
+@pytest.mark.parametrize(
+    ("toml", "where"),
+    [
+        ('[daemon]\ntimezone = "Mars/Olympus"\n', "daemon.timezone"),
+        ('[sla.calendars.office]\ntimezone = "Mars/Olympus"\n', "sla.calendars.office.timezone"),
+    ],
+)
+def test_unknown_timezones_are_refused_by_name(tmp_path, toml: str, where: str) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(toml)
+    with pytest.raises(ConfigError, match=rf"{where}: .*unknown timezone 'Mars/Olympus'"):
+        load_settings(config)
