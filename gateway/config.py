@@ -377,6 +377,16 @@ class RepliesSettings(Section):
             "doesn't work", "does not work", "not working",
         ]
     )  # fmt: skip
+    # An approver's reply to an approval request: approve or reject their step of the chain
+    # (refusal wins when both appear: "不同意" contains "同意").
+    approve_words: list[str] = Field(
+        default_factory=lambda: ["同意", "批准", "通过", "approve", "approved", "lgtm"]
+    )
+    deny_words: list[str] = Field(
+        default_factory=lambda: [
+            "不同意", "驳回", "拒绝", "不批准", "reject", "rejected", "deny", "denied",
+        ]
+    )  # fmt: skip
 
     @field_validator("agents")
     @classmethod

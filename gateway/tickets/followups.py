@@ -1,7 +1,8 @@
-"""A mail that continues a ticket: comment, requester verdicts and agent commands.
+"""A mail that continues a ticket: comment, requester verdicts, approvals and agent commands.
 
 Who may do what is decided here, once: the requester and the ticket's participants comment
-(and the requester accepts or rejects a resolution); agents may also run `#commands`;
+(and the requester accepts or rejects a resolution); an approver of a change waiting for
+approval approves or rejects their step ("同意" / "驳回"); agents may also run `#commands`;
 automatic mail is kept as an internal note and changes nothing else.
 """
 
@@ -26,8 +27,13 @@ class FollowupResult:
 
 
 def sender_role(ticket: Ticket, sender: str, agents: frozenset[str]) -> str | None:
-    """'agent', 'requester', 'participant', or None for a stranger."""
+    """'approver', 'agent', 'requester', 'participant', or None for a stranger."""
     sender = sender.lower()
+    if ticket.status == Status.PENDING_APPROVAL and sender in {
+        a.lower() for a in ticket.approvers or ()
+    }:
+        # Whose turn it is, the state machine decides; out of turn is refused and journalled.
+        return "approver"
     if sender in agents:
         return "agent"
     if sender and sender == (ticket.requester or "").lower():
@@ -58,7 +64,14 @@ def apply_followup(
         return FollowupResult(())
 
     notes: list[str] = []
-    if role == "agent":
+    if role == "approver":
+        actor = service.Actor(intake.sender, "approver", channel)
+        if text:
+            service.add_comment(session, ticket, actor, text, now, public=False, raw_id=raw_id)
+        refused = _approver_decides(session, ticket, intake.sender, text, cfg, now, channel)
+        if refused:
+            notes.append(f"approval by mail refused: {refused}")
+    elif role == "agent":
         commands, text = parse_commands(text)
         actor = service.Actor(intake.sender, "agent", channel)
         if text:
@@ -113,6 +126,27 @@ def _requester_moves(
             service.apply_command(
                 session, ticket, Command("close", sender, "requester"), channel, now
             )
+
+
+def _approver_decides(
+    session: Session,
+    ticket: Ticket,
+    sender: str,
+    text: str,
+    cfg: RepliesSettings,
+    now: datetime,
+    channel: str,
+) -> str | None:
+    """Approve or reject by the opening words of the reply; the refusal reason, or None."""
+    decision = verdict(text, cfg.approve_words, cfg.deny_words)
+    if decision is None:
+        return None  # a question or a remark: kept as a comment, the step still waits
+    action = "approve" if decision == "accept" else "reject"
+    reason = text.splitlines()[0][:500] if text else f"{action} by mail"
+    result = service.apply_command(
+        session, ticket, Command(action, sender.lower(), "approver", reason=reason), channel, now
+    )
+    return result.reason if isinstance(result, Refused) else None
 
 
 def _run_command(
