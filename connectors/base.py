@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
-from tenacity.wait import wait_exponential_jitter
+from tenacity.wait import wait_random_exponential
 
 from connectors.settings import ConnectorSettings
 
@@ -247,7 +247,9 @@ class HttpConnector:
         return stop
 
     def _wait(self, deadline: float | None) -> Callable[[RetryCallState], float]:
-        backoff = wait_exponential_jitter(initial=self.settings.backoff_seconds, max=5.0)
+        # Full jitter (random up to the exponential step): many daemons retrying one CMDB
+        # after a blip do not come back in step.
+        backoff = wait_random_exponential(multiplier=self.settings.backoff_seconds, max=5.0)
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
