@@ -155,7 +155,9 @@ class Pipeline:
         """CMDB lookups for these intakes, within the budget; call outside any transaction."""
         if self.enricher is not None:
             enricher = self.enricher
-            enricher.prefetch(host for intake in intakes for host in enricher.hosts(intake))
+            # Automatic mail (bounces, out-of-office) quotes hosts but makes no ticket to route.
+            wanted = (i for i in intakes if not i.auto)
+            enricher.prefetch(host for intake in wanted for host in enricher.hosts(intake))
 
     def _process_once(self, intake: Intake, raw: RawInput | None) -> Outcome:
         now = self.clock()
