@@ -171,7 +171,6 @@ class HttpConnector:
         name: str,
         settings: ConnectorSettings,
         *,
-        headers: Mapping[str, str] | None = None,
         now: Monotonic = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -181,11 +180,16 @@ class HttpConnector:
         self.sleep = sleep
         self.client = httpx.Client(
             timeout=settings.timeout_seconds,
-            headers={"Accept": "application/json", **(headers or {})},
+            headers={"Accept": "application/json"},
             verify=settings.verify_tls,
         )
         self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_seconds, now)
         self.attempts = 0  # HTTP requests sent, for metrics and tests
+        self.client.headers.update(self.auth_headers())
+
+    def auth_headers(self) -> dict[str, str]:
+        """The headers that authenticate every request; a connector overrides this."""
+        return {}
 
     def close(self) -> None:
         self.client.close()

@@ -8,13 +8,11 @@ name, since NetBox names are often short); an IP address through `ipam/ip-addres
 from __future__ import annotations
 
 import ipaddress
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from connectors.base import ConfigItem, HttpConnector, Monotonic, TtlCache
-from connectors.settings import ConnectorSettings
+from connectors.base import ConfigItem, HttpConnector, TtlCache
 
 # Lists are paged (`count`, `next`, `previous`, `results`); a name matching more pages than
 # this is a query problem, not a CI.
@@ -24,19 +22,15 @@ LIVE = ("active", "staged")
 
 
 class NetBox(HttpConnector):
-    def __init__(
-        self,
-        name: str,
-        settings: ConnectorSettings,
-        *,
-        now: Monotonic = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        headers = {"Authorization": f"Token {settings.token}"} if settings.token else {}
-        super().__init__(name, settings, headers=headers, now=now, sleep=sleep)
-        self.base = settings.url.rstrip("/")
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.base = self.settings.url.rstrip("/")
         # Regions live on the site object, not on the nested site of a device.
-        self._sites = TtlCache(settings.cache_seconds, now)
+        self._sites = TtlCache(self.settings.cache_seconds, self.now)
+
+    def auth_headers(self) -> dict[str, str]:
+        # NetBox's own scheme (not Bearer) for v1 tokens.
+        return {"Authorization": f"Token {self.settings.token}"} if self.settings.token else {}
 
     def find(self, host: str, deadline: float | None = None) -> ConfigItem | None:
         host = host.strip().rstrip(".").lower()

@@ -11,37 +11,20 @@ fields = { name = "/hostname", site = "/location/code", owner = "/owner/email" }
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 from jsonpointer import JsonPointerException, resolve_pointer
 
-from connectors.base import ConfigItem, HttpConnector, Monotonic, Refused
-from connectors.settings import CI_FIELDS, ConnectorSettings
+from connectors.base import ConfigItem, HttpConnector, Refused
 
 
 class RestCmdb(HttpConnector):
-    def __init__(
-        self,
-        name: str,
-        settings: ConnectorSettings,
-        *,
-        now: Monotonic = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        headers = {}
-        if settings.token:
-            value = f"{settings.auth_scheme} {settings.token}".strip()
-            headers[settings.auth_header] = value
-        super().__init__(name, settings, headers=headers, now=now, sleep=sleep)
-        unknown = set(settings.fields) - set(CI_FIELDS)
-        if unknown or "{host}" not in settings.url:
-            raise ValueError(
-                f"connectors.{name}: url needs {{host}}; fields may name {', '.join(CI_FIELDS)}"
-                + (f" (unknown: {', '.join(sorted(unknown))})" if unknown else "")
-            )
+    def auth_headers(self) -> dict[str, str]:
+        token = self.settings.token
+        if not token:
+            return {}
+        return {self.settings.auth_header: f"{self.settings.auth_scheme} {token}".strip()}
 
     def find(self, host: str, deadline: float | None = None) -> ConfigItem | None:
         url = self.settings.url.replace("{host}", quote(host.strip(), safe=""))

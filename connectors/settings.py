@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # The ConfigItem attributes a connector can fill (see connectors.base.ConfigItem).
 CI_FIELDS = (
@@ -60,6 +60,17 @@ class ConnectorSettings(_Section):
     fields: dict[str, str] = Field(default_factory=dict)
     auth_header: str = "Authorization"
     auth_scheme: str = "Bearer"
+
+    @model_validator(mode="after")
+    def _mapping(self) -> ConnectorSettings:
+        unknown = (set(self.fields) | set(self.custom_fields)) - set(CI_FIELDS)
+        if unknown:
+            raise ValueError(
+                f"unknown CI attribute {', '.join(sorted(unknown))}; known: {', '.join(CI_FIELDS)}"
+            )
+        if self.kind == "rest" and "{host}" not in self.url:
+            raise ValueError("a rest connector's url needs {host} where the host name goes")
+        return self
 
 
 class EnrichmentSettings(_Section):

@@ -26,6 +26,7 @@ from connectors.registry import build_cmdb
 from connectors.settings import EnrichmentSettings
 from gateway.clock import Clock, utc_now
 from gateway.config import Settings
+from gateway.ingest.alertmanager import instance_host
 from gateway.intake import Intake
 from gateway.storage.db import Database
 from gateway.storage.models import PendingEnrichment, Ticket
@@ -51,18 +52,11 @@ _FQDN = re.compile(
 MAX_SCAN_CHARS = 4000
 
 
-def _strip_port(value: str) -> str:
-    value = value.strip()
-    if value.startswith("["):  # [IPv6]:port
-        return value[1:].split("]", 1)[0]
-    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
-
-
 def hosts_of(labels: Mapping[str, str], text: str = "", max_text_hosts: int = 3) -> list[str]:
     """Candidate hosts, labels first (they are exact), then what the text names. Pure."""
     found: list[str] = []
     for name in HOST_LABELS:
-        value = _strip_port(str(labels.get(name) or ""))
+        value = instance_host(str(labels.get(name) or "").strip())
         if value and value.lower() not in found:
             found.append(value.lower())
     if max_text_hosts and text:

@@ -106,7 +106,7 @@ def test_404_is_none_and_a_wrong_shape_is_refused(base_url: str) -> None:
 def test_a_template_without_host_or_an_unknown_field_stops_start_up() -> None:
     with pytest.raises(ValueError, match=r"\{host\}"):
         build_cmdb("x", ConnectorSettings(kind="rest", url="http://127.0.0.1/ci"))
-    with pytest.raises(ValueError, match="unknown: sitee"):
+    with pytest.raises(ValueError, match="unknown CI attribute sitee"):
         build_cmdb(
             "x",
             ConnectorSettings(kind="rest", url="http://h/{host}", fields={"sitee": "/a"}),
