@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from connectors.settings import ConnectorSettings, EnrichmentSettings
 from gateway.sla.holidays import HolidayError
 from gateway.sla.policy import Book, build_book
 from gateway.sla.settings import SlaSettings, TimeZoneName
@@ -483,6 +484,9 @@ class Settings(BaseSettings):
     )
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     sla: SlaSettings = Field(default_factory=SlaSettings)
+    # [connectors.NAME]: external systems (CMDB ...), each with kind = "netbox" | "rest".
+    connectors: dict[str, ConnectorSettings] = Field(default_factory=dict)
+    enrichment: EnrichmentSettings = Field(default_factory=EnrichmentSettings)
 
     # Where the file was read from; relative paths in it (rules.path) resolve against it.
     config_dir: Path = Path(".")
@@ -496,6 +500,14 @@ class Settings(BaseSettings):
         if self._sla_book is None or self._sla_book[0] is not self.sla:
             self._sla_book = (self.sla, build_book(self.sla, self.config_dir))
         return self._sla_book[1]
+
+    @model_validator(mode="after")
+    def _cmdb_named(self) -> Settings:
+        name = self.enrichment.cmdb
+        if name and name not in self.connectors:
+            known = ", ".join(sorted(self.connectors)) or "none configured"
+            raise ValueError(f"enrichment.cmdb = {name!r} names no [connectors.{name}] ({known})")
+        return self
 
     @property
     def zone(self) -> ZoneInfo:

@@ -20,6 +20,7 @@ from gateway import metrics
 from gateway.api.app import create_app
 from gateway.clock import utc_now
 from gateway.config import Settings
+from gateway.enrich import EnrichmentJob, build_enricher
 from gateway.group_commit import GroupCommitter
 from gateway.ingest.imap import start_pollers
 from gateway.ingest.smtp import IntakeHandler, make_smtp_factory
@@ -43,12 +44,14 @@ class Daemon:
     def __post_init__(self) -> None:
         self.db = Database(self.settings.database)
         self.rules = RulesHolder(self.settings.rules_path)
+        self.enricher = build_enricher(self.settings)
         self.pipeline = Pipeline(
             self.db,
             self.settings,
             self.rules.classify,
             utc_now,
             groups=lambda name: self.rules.ruleset.group(name),
+            enricher=self.enricher,
         )
         self.executor = ThreadPoolExecutor(
             max_workers=self.settings.daemon.intake_workers, thread_name_prefix="intake"
@@ -87,6 +90,16 @@ class Daemon:
                 "interval",
                 seconds=self.settings.sla.scan_seconds,
                 id="sla-scan",
+                max_instances=1,
+                coalesce=True,
+            )
+        if self.enricher is not None:
+            # Tickets whose CMDB lookup failed or did not fit intake's budget.
+            scheduler.add_job(
+                EnrichmentJob(self.db, self.enricher, utc_now).run,
+                "interval",
+                seconds=self.settings.enrichment.retry_seconds,
+                id="cmdb-enrich-retry",
                 max_instances=1,
                 coalesce=True,
             )
@@ -156,6 +169,8 @@ class Daemon:
         scheduler.shutdown(wait=False)
         self.executor.shutdown(wait=True)
         await asyncio.to_thread(self.committer.stop, drain)
+        if self.enricher is not None:
+            self.enricher.cmdb.close()
         self.db.dispose()
         log.info("stopped")
         return 0

@@ -10,7 +10,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from gateway import metrics
 from gateway.clock import Clock, utc_now
 from gateway.config import Settings
+from gateway.enrich import Enricher, record_pending
 from gateway.ingest.followup import key_from_addresses
 from gateway.intake import Intake
 from gateway.outbound.notify import queue_notifications
@@ -114,8 +115,10 @@ class Pipeline:
         classify: Classifier,
         clock: Clock = utc_now,
         groups: GroupLookup = lambda _name: None,
+        enricher: Enricher | None = None,
     ) -> None:
         self.db = db
+        self.enricher = enricher
         self.settings = settings
         self.classify = classify
         self.clock = clock
@@ -134,6 +137,7 @@ class Pipeline:
         "retry later" and the sender's redelivery then goes through dedup.
         """
         started = time.perf_counter()
+        self.prefetch([intake])
         try:
             outcome = self._process_once(intake, raw)
         except IntegrityError:
@@ -146,6 +150,14 @@ class Pipeline:
         metrics.INTAKE.labels(intake.source, type(outcome).__name__.lower()).inc()
         metrics.PIPELINE_SECONDS.labels(intake.source).observe(time.perf_counter() - started)
         return outcome
+
+    def prefetch(self, intakes: Iterable[Intake]) -> None:
+        """CMDB lookups for these intakes, within the budget; call outside any transaction."""
+        if self.enricher is not None:
+            enricher = self.enricher
+            # Automatic mail (bounces, out-of-office) quotes hosts but makes no ticket to route.
+            wanted = (i for i in intakes if not i.auto)
+            enricher.prefetch(host for intake in wanted for host in enricher.hosts(intake))
 
     def _process_once(self, intake: Intake, raw: RawInput | None) -> Outcome:
         now = self.clock()
@@ -171,6 +183,8 @@ class Pipeline:
         else goes through the same code as `process`, inside the same transaction.
         """
         started = time.perf_counter()
+        # One budget for the whole batch, spent before the transaction opens.
+        self.prefetch(intake for intake, _ in items)
         try:
             outcomes = self._batch_once(items)
         except StoreUnavailable as exc:
@@ -328,6 +342,7 @@ class Pipeline:
             return []
         specs = [spec for _, spec in bulk_items]
         tickets = bulk.insert_tickets(session, self.settings.tickets, specs, now)
+        record_pending(session, zip(tickets, (s.new.labels for s in specs), strict=True), now)
         raws = [
             (items[i][0], items[i][1], t.id) for (i, _), t in zip(bulk_items, tickets, strict=True)
         ]
@@ -469,6 +484,8 @@ class Pipeline:
         self, intake: Intake, parent: Ticket | None = None
     ) -> tuple[service.NewTicket, Decision]:
         """What classification makes of the intake; the assignee only if a rule names one."""
+        if self.enricher is not None:
+            intake = self.enricher.enriched(intake)  # cmdb.* labels: rules route by them
         decision = self.classify(intake)
         defaults = self.settings.tickets
         # A channel's suggestion (alert severity) beats the rules' default, not a rule's choice.
@@ -536,6 +553,7 @@ class Pipeline:
             session, self.settings.tickets, new, self._requester(intake), now, raw_id=raw_id
         )
         service.journal(session, ticket, now=now, **self._classified_note(decision))
+        record_pending(session, [(ticket, new.labels)], now)
         if strategy:
             service.journal(
                 session,

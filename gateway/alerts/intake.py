@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session
 
 from gateway import metrics
 from gateway.alerts.apply import AlertOutcome, apply_batch
-from gateway.alerts.model import AlertBatch
+from gateway.alerts.model import AlertBatch, Kind
 from gateway.config import WebhookSource
+from gateway.enrich import hosts_of
 from gateway.intake import Intake
 from gateway.outbound.notify import queue_notifications
 from gateway.pipeline import Pipeline, RawInput, raw_fields
@@ -34,6 +35,10 @@ def process_alerts(
     """Apply the alerts and keep the raw body; raises StoreUnavailable like `Pipeline.process`."""
     source = str(batch.source)
     started = time.perf_counter()
+    if pipeline.enricher is not None:
+        # CMDB lookups before the transaction; new alert tickets read them from the cache.
+        hosts = (h for e in batch.events if e.kind is Kind.FIRING for h in hosts_of(e.labels))
+        pipeline.enricher.prefetch(hosts)
     try:
         try:
             outcomes = _once(pipeline, batch, raw, policy)

@@ -78,7 +78,8 @@ def describe(alert: AmAlert, payload: AmPayload) -> str:
     return "\n".join(lines)
 
 
-def _host(instance: str) -> str:
+def instance_host(instance: str) -> str:
+    """The host of a Prometheus `instance` label: "db-01:9100" -> "db-01", "[::1]:9100" -> "::1"."""
     if instance.startswith("["):  # [IPv6]:port
         return instance[1:].split("]", 1)[0]
     return instance.rsplit(":", 1)[0] if instance.count(":") == 1 else instance
@@ -94,7 +95,7 @@ def parse(data: bytes) -> AlertBatch:
         labels = alert.labels  # a fresh dict from the parse: ours to extend
         # Kept for CMDB enrichment: the host an instance label names ("db-01:9100" -> db-01).
         if "host" not in labels and labels.get("instance"):
-            labels["host"] = _host(labels["instance"])
+            labels["host"] = instance_host(labels["instance"])
         events.append(
             AlertEvent(
                 identity=identity,

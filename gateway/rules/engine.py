@@ -290,6 +290,8 @@ def intake_fields(intake: Intake, extra: Mapping[str, str] | None = None) -> dic
         "severity": intake.labels.get("severity", ""),
     }
     fields.update({f"labels.{k}": v for k, v in intake.labels.items()})
+    # CMDB enrichment keeps the CI as labels `cmdb.<attr>`: rules also name them `cmdb.<attr>`.
+    fields.update({k: v for k, v in intake.labels.items() if k.startswith("cmdb.")})
     fields.update({f"annotations.{k}": v for k, v in intake.annotations.items()})
     fields.update(extra or {})
     return fields

@@ -129,6 +129,20 @@ class SlaEscalation(Base):
     fired_at: Mapped[datetime] = mapped_column(_tz())
 
 
+class PendingEnrichment(Base):
+    """A ticket whose CMDB lookup failed or did not fit intake's time budget: the retry job
+    looks it up later. One row per ticket; the row goes when the lookup has an answer."""
+
+    __tablename__ = "pending_enrichments"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), unique=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime] = mapped_column(_tz(), index=True)
+    last_error: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(_tz())
+
+
 class TicketEvent(Base):
     """The journal: who changed what, when, through which channel."""
 
