@@ -331,7 +331,10 @@ def _word_bytes(kind: str, text: str) -> bytes | None:
 
 
 def _decode_header(value: object, hints: Iterable[str]) -> str:
-    return _decode_words(_text_from_8bit(_unfold(str(value)), hints), hints)
+    text = str(value)
+    if text.isascii() and "=?" not in text and "\n" not in text and "\r" not in text:
+        return text  # most headers: nothing folded, no 8-bit bytes, no encoded words
+    return _decode_words(_text_from_8bit(_unfold(text), hints), hints)
 
 
 def _one_line(value: str) -> str:
@@ -344,6 +347,16 @@ def _ids(value: str) -> tuple[str, ...]:
     if not ids and value.strip() and " " not in value.strip():
         ids = [value.strip()]
     return tuple(dict.fromkeys(ids))
+
+
+_ADDR = (
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+)
+# `addr@host`, or `Plain Name <addr@host>` with an ASCII name that needs no quoting.
+_SIMPLE_MAILBOX = re.compile(
+    rf"\s*(?:(?P<name>[A-Za-z0-9 ._'-]*?)\s*<(?P<addr>{_ADDR})>|(?P<bare>{_ADDR}))\s*"
+)
 
 
 def _raw_values(msg: Message, name: str) -> list[str]:
@@ -360,6 +373,14 @@ def _addresses(
     decoded text parsed instead."""
     found: list[tuple[str, str]] = []
     for value in _raw_values(msg, name):
+        if simple := _SIMPLE_MAILBOX.fullmatch(value):
+            # One plain mailbox, the common case: mail-parser's full RFC 5322 parser gives the
+            # same answer (checked on every From/To/Cc/Reply-To in the corpus) at ~10x the cost.
+            if simple["bare"]:
+                found.append(("", simple["bare"].lower()))
+            else:
+                found.append((simple["name"].strip(), simple["addr"].lower()))
+            continue
         diagnostics: list[dict[str, object]] = []
         text = _text_from_8bit(_unfold(value), hints)
         pairs = [(n, a) for n, a in get_addresses(text, defects=diagnostics) if "@" in a]
@@ -420,10 +441,16 @@ class _Body:
     def _filename(self, part: Message) -> str:
         # A view of the two headers with raw 8-bit bytes decoded, so that get_filename()
         # (RFC 2231 parameters, Content-Type name= fallback) sees real text.
+        values = [
+            (name, value)
+            for name in ("content-type", "content-disposition")
+            for value in _raw_values(part, name)
+        ]
+        if not any("name" in value.lower() for _, value in values):
+            return ""  # neither filename= nor name=: most text parts, and cheap to tell
         view = Message()
-        for name in ("content-type", "content-disposition"):
-            for value in _raw_values(part, name):
-                view[name] = _text_from_8bit(_unfold(value), self.hints)
+        for name, value in values:
+            view[name] = _text_from_8bit(_unfold(value), self.hints)
         try:
             filename = view.get_filename() or ""
         except (TypeError, ValueError, LookupError, UnicodeError, IndexError):  # crafted RFC 2231

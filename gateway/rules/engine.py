@@ -65,6 +65,10 @@ class _Cond:
     any: tuple[tuple[int, str], ...]  # (keyword id, keyword as written)
     all: tuple[tuple[int, str], ...]
     none: tuple[tuple[int, str], ...]
+    # The ids alone: a set intersection with the hits replaces a Python loop over long
+    # keyword lists (the default rules' lists run to dozens of words).
+    any_ids: frozenset[int]
+    none_ids: frozenset[int]
     regex: tuple[tuple[re.Pattern[str], str], ...]
     equals: frozenset[str]
     source: frozenset[str]
@@ -96,7 +100,8 @@ class Matcher:
             by_key.setdefault(kw.key, []).append((kid, kw.need_start, kw.need_end))
         for key, variants in by_key.items():
             data = to_bytes(key)
-            self.automaton.add_word(data, (len(data), tuple(variants)))
+            ids = frozenset(kid for kid, _, _ in variants)
+            self.automaton.add_word(data, (len(data), tuple(variants), ids))
         if by_key:
             self.automaton.make_automaton()
 
@@ -112,11 +117,14 @@ class Matcher:
             self.scan_fields.update(c.fields)
         if c.any or c.all or c.none or c.regex or c.equals:
             self.text_fields.update(c.fields)
+        any_, none = self._keyword_ids(c.any), self._keyword_ids(c.none)
         return _Cond(
             fields=c.fields,
-            any=self._keyword_ids(c.any),
+            any=any_,
             all=self._keyword_ids(c.all),
-            none=self._keyword_ids(c.none),
+            none=none,
+            any_ids=frozenset(kid for kid, _ in any_),
+            none_ids=frozenset(kid for kid, _ in none),
             regex=tuple((re.compile(p, re.IGNORECASE), p) for p in c.regex),
             equals=frozenset(normalise(v) for v in c.equals),
             source=frozenset(s.casefold() for s in c.source),
@@ -139,7 +147,11 @@ class Matcher:
         if not self._ids:
             return found
         last = len(text) - 1
-        for end, (length, variants) in self.automaton.iter(text):
+        for end, (length, variants, ids) in self.automaton.iter(text):
+            # A keyword repeated through a long body is decided at its first good hit; the
+            # boundary checks below are the cost of every further hit (measured: most of it).
+            if found.keys() >= ids:
+                continue
             start = end - length + 1
             start_ok = start == 0 or not _is_word(text[start - 1])
             end_ok = end == last or not _is_word(text[end + 1])
@@ -172,9 +184,14 @@ def compile_ruleset(
 
 
 def _evaluate(
-    c: _Compiled, fields: Mapping[str, str], texts: dict[str, str], hits: dict[str, dict[int, str]]
+    c: _Compiled,
+    fields: Mapping[str, str],
+    texts: dict[str, str],
+    hits: dict[str, dict[int, str]],
+    present: dict[tuple[str, ...], set[int]],
 ) -> list[Match] | None:
-    """The evidence for `c`'s rule if every condition holds, else None."""
+    """The evidence for `c`'s rule if every condition holds, else None. `present` caches,
+    per tuple of field names, the keyword ids found in any of them."""
     name = c.rule.name
     evidence: list[Match] = []
 
@@ -185,6 +202,12 @@ def _evaluate(
                 return Match(name, f, raw, text)
         return None
 
+    def found_in(names: tuple[str, ...]) -> set[int]:
+        ids = present.get(names)
+        if ids is None:
+            ids = present[names] = set().union(*(hits.get(f, ()) for f in names))
+        return ids
+
     for cond in c.conds:
         if cond.source:
             source = (fields.get("source") or "").casefold()
@@ -192,16 +215,18 @@ def _evaluate(
                 return None
             evidence.append(Match(name, "source", source, source, "source"))
         if cond.any:
-            found = [m for kid, raw in cond.any if (m := find(kid, raw, cond.fields))]
-            if not found:
+            ids = cond.any_ids & found_in(cond.fields)
+            if not ids:
                 return None
-            evidence.extend(found)
+            evidence.extend(
+                m for kid, raw in cond.any if kid in ids and (m := find(kid, raw, cond.fields))
+            )
         for kid, raw in cond.all:
             m = find(kid, raw, cond.fields)
             if m is None:
                 return None
             evidence.append(m)
-        if any(find(kid, raw, cond.fields) for kid, raw in cond.none):
+        if cond.none_ids and not cond.none_ids.isdisjoint(found_in(cond.fields)):
             return None
         if cond.regex:
             found = [
@@ -237,9 +262,10 @@ def classify(ruleset: RuleSet, fields: Mapping[str, str]) -> Decision:
     matched: list[str] = []
     evidence: list[Match] = []
     stopper: str | None = None
+    present: dict[tuple[str, ...], set[int]] = {}
     for position in sorted(candidates):
         compiled = m.compiled[position]
-        found_evidence = _evaluate(compiled, fields, texts, hits)
+        found_evidence = _evaluate(compiled, fields, texts, hits, present)
         if found_evidence is None:
             continue
         actions = compiled.rule.actions

@@ -37,6 +37,16 @@ def test_new_ticket_gets_due_times_and_its_first_level() -> None:
     assert new_ticket_columns(None, "new", T0)["next_escalation_at"] is None
 
 
+def test_new_ticket_columns_are_shared_per_batch_but_never_across_policies() -> None:
+    first = new_ticket_columns(SlaStart(P0, False), "new", T0)
+    first["response_due"] = None  # a caller's edit must not leak into the next ticket
+    assert new_ticket_columns(SlaStart(P0, False), "new", T0)["response_due"] == T0 + H
+    # Same name, new object (a config reload with other targets): computed afresh.
+    reloaded = Policy("p0", TWENTY_FOUR_SEVEN, 2 * H, 4 * H, LEVELS)
+    assert new_ticket_columns(SlaStart(reloaded, False), "new", T0)["response_due"] == T0 + 2 * H
+    assert new_ticket_columns(SlaStart(P0, True), "new", T0)["sla_pinned"] is True
+
+
 def test_levels_fire_at_their_minute_and_not_before() -> None:
     history = [(T0, "new")]
     assert names(evaluate(P0, history, None, (), T0 + 47 * M)) == []

@@ -322,3 +322,40 @@ def test_hostile_headers(headers: bytes, body: bytes, text: str) -> None:
 
 def test_obsolete_space_before_the_colon() -> None:
     assert mail(b"Subject : hi\n").subject == "hi"  # RFC 5322 §4.5.3 obs-optional
+
+
+def _address_headers() -> list[str]:
+    from email.parser import BytesParser
+    from email.policy import compat32
+
+    values = set()
+    for sample in SAMPLES:
+        msg = BytesParser(policy=compat32).parsebytes(sample.read_bytes())
+        values.update(
+            str(v) for n, v in msg.raw_items() if n.lower() in ("from", "to", "cc", "reply-to")
+        )
+    made = ["a@b.com", " Foo Bar <foo@bar.com> ", "O'Neil <o@x.org>", "<a@b.c>", "a..b@c.d"]
+    return sorted(values) + made
+
+
+def test_plain_mailbox_fast_path_agrees_with_the_full_parser() -> None:
+    """Plain `addr` / `Name <addr>` headers skip mail-parser's RFC 5322 parser; on every such
+    header of the corpus the answer must be the one the full parser gives."""
+    from mailparser.utils import get_addresses
+
+    from gateway.ingest.mailparse import _SIMPLE_MAILBOX
+
+    taken = 0
+    for value in _address_headers():
+        simple = _SIMPLE_MAILBOX.fullmatch(value)
+        if simple is None:
+            continue
+        taken += 1
+        fast = (
+            [("", simple["bare"])] if simple["bare"] else [(simple["name"].strip(), simple["addr"])]
+        )
+        diagnostics: list[dict[str, object]] = []
+        full = [(n, a) for n, a in get_addresses(value, defects=diagnostics) if "@" in a]
+        assert fast == full, value
+        assert not diagnostics, value
+    assert taken > 100  # the fast path is the common case, not a curiosity
