@@ -536,7 +536,7 @@ def _kind_of(
         raise ValueError(f"{key} = {name!r} names no [connectors.{name}] ({known})")
     if connectors[name].kind not in kinds:
         raise ValueError(
-            f"{key} = {name!r} is a {connectors[name].kind} connector; it needs kind "
+            f"{key} = {name!r} is a connector of kind {connectors[name].kind!r}; it needs kind "
             f"{' or '.join(repr(k) for k in kinds)}"
         )
 

@@ -4,7 +4,9 @@ callback checks (HMAC for the generic OA, DingTalk's signed AES events)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,7 @@ from connectors.oa import ApprovalRequest, BadCallback, BadSignature, StatusUpda
 from connectors.oa_rest import RestOa
 from connectors.registry import build_oa
 from connectors.settings import ConnectorSettings
+from gateway.config import ConfigError, load_settings
 from tests.connectors.oa_server import (
     AES_KEY,
     APP_KEY,
@@ -283,3 +286,20 @@ def test_dingtalk_settings_are_checked() -> None:
     assert default.url == "https://api.dingtalk.com" and default.owner_key == APP_KEY
     with pytest.raises(ValueError, match="callback_secret"):
         rest_settings("http://oa", callback_secret="")
+
+
+def test_approvals_and_enrichment_name_connectors_of_their_kind(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    oa = '[connectors.oa]\nkind = "oa_rest"\nurl = "https://oa"\ncallback_secret = "s"\n'
+    cmdb = '[connectors.nb]\nkind = "netbox"\nurl = "https://netbox"\n'
+    cases = {
+        '[approvals]\noa = "nope"\n': "approvals.oa = 'nope' names no [connectors.nope]",
+        f'[approvals]\noa = "nb"\n{cmdb}': "oa = 'nb' is a connector of kind 'netbox'; it needs",
+        f'[enrichment]\ncmdb = "oa"\n{oa}': "cmdb = 'oa' is a connector of kind 'oa_rest'",
+    }
+    for text, message in cases.items():
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_settings(path)
+    path.write_text(f'[approvals]\noa = "oa"\n{oa}', encoding="utf-8")
+    assert load_settings(path).approvals.oa == "oa"
