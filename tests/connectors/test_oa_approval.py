@@ -12,13 +12,15 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
 from connectors.settings import ApprovalsSettings
 from gateway.api.app import create_app
-from gateway.config import ApiSettings, ApiToken, Settings
+from gateway.config import ApiSettings, ApiToken, DatabaseSettings, Settings, load_settings
 from gateway.outbound.worker import OutboxWorker
 from gateway.pipeline import Pipeline
 from gateway.rules.holder import RulesHolder
+from gateway.storage import migrate
 from gateway.storage.db import Database
 from gateway.storage.models import ApprovalInstance, OutboxMessage, Ticket
 from tests.connectors.oa_server import (
@@ -29,6 +31,7 @@ from tests.connectors.oa_server import (
     task_finished,
 )
 from tests.connectors.test_oa_connectors import ding_settings, rest_settings
+from tests.tcpproxy import TcpProxy
 
 RULES = Path(__file__).resolve().parents[2] / "gateway" / "defaults" / "rules.yaml"
 MANAGER, SECURITY = "ops-manager@example.com", "security-lead@example.com"
@@ -316,3 +319,30 @@ def test_two_level_approval_through_dingtalk(settings, db, clock, server) -> Non
             ("action.approve", MANAGER, "oa:ding"),
             ("action.approve", SECURITY, "oa:ding"),
         ]
+
+
+def test_callback_gets_503_while_the_store_is_down(pg_schema_url, clock, server) -> None:
+    direct = make_url(pg_schema_url)
+    proxy = TcpProxy((direct.host or "127.0.0.1", direct.port or 5432))
+    proxy.start()
+    via_proxy = direct.set(port=proxy.port).render_as_string(hide_password=False)
+    base = load_settings(None, require_file=False)
+    cut_off = with_oa(base, server, "oa").model_copy(
+        update={"database": DatabaseSettings(url=via_proxy)}
+    )
+    db = Database(cut_off.database)
+    migrate.upgrade(db.engine)
+    try:
+        with app_client(cut_off, db, clock) as client:
+            key = new_change(client)
+            OutboxWorker(db, cut_off, clock=clock).run_once()
+            proxy.cut()
+            down = decide(client, clock, "evt-1", 1, MANAGER)
+            assert down.status_code == 503 and down.json()["error"] == "unavailable"
+            proxy.start()  # back on the same port: the OA's retry is applied, once
+            assert decide(client, clock, "evt-1", 1, MANAGER).status_code == 200
+            assert decide(client, clock, "evt-1", 1, MANAGER).json()["decisions"][0]["duplicate"]
+            assert ticket_state(db, key)[:2] == ("pending_approval", [MANAGER])
+    finally:
+        proxy.cut()
+        db.dispose()
