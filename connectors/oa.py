@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol
 
 import httpx
 
-from connectors.base import Refused, Unavailable, retry_after_seconds
+from connectors.base import Refused, Unavailable, json_client, retry_after_seconds
 from connectors.settings import ConnectorSettings
 
 Verdict = Literal["approve", "reject"]
@@ -127,11 +127,7 @@ class OaHttp:
     def __init__(self, name: str, settings: ConnectorSettings) -> None:
         self.name = name
         self.settings = settings
-        self.client = httpx.Client(
-            timeout=settings.timeout_seconds,
-            headers={"Accept": "application/json"},
-            verify=settings.verify_tls,
-        )
+        self.client = json_client(settings)
 
     def close(self) -> None:
         self.client.close()
