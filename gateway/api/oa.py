@@ -51,6 +51,10 @@ async def oa_callback(request: Request, connector: str) -> Any:
         raise ApiError(401, "unauthorized", f"{connector}: {exc}") from None
     except BadCallback as exc:
         raise ApiError(400, "invalid", f"{connector}: {exc}") from None
+    if not callback.decisions:
+        # check_url, a task that started: answered without touching the store.
+        reply = callback.reply if callback.reply is not None else {"ok": True, "decisions": []}
+        return JSONResponse(reply)
     outcome = await run_in_threadpool(
         apply_callback,
         request.app.state.db,
