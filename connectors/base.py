@@ -160,6 +160,15 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     return min(max(delta, 0.0), MAX_RETRY_AFTER)
 
 
+def json_client(settings: ConnectorSettings) -> httpx.Client:
+    """The client every connector talks through: its timeout, TLS check, JSON wanted."""
+    return httpx.Client(
+        timeout=settings.timeout_seconds,
+        headers={"Accept": "application/json"},
+        verify=settings.verify_tls,
+    )
+
+
 class HttpConnector:
     """An httpx client behind retries (transient errors only) and a circuit breaker.
 
@@ -178,11 +187,7 @@ class HttpConnector:
         self.settings = settings
         self.now = now
         self.sleep = sleep
-        self.client = httpx.Client(
-            timeout=settings.timeout_seconds,
-            headers={"Accept": "application/json"},
-            verify=settings.verify_tls,
-        )
+        self.client = json_client(settings)
         self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_seconds, now)
         self.attempts = 0  # HTTP requests sent, for metrics and tests
         self.client.headers.update(self.auth_headers())

@@ -6,7 +6,10 @@ import time
 from collections.abc import Callable
 
 from connectors.base import Cmdb, Monotonic
+from connectors.dingtalk import DingTalk
 from connectors.netbox import NetBox
+from connectors.oa import OaConnector
+from connectors.oa_rest import RestOa
 from connectors.rest import RestCmdb
 from connectors.settings import ConnectorSettings
 
@@ -22,3 +25,11 @@ def build_cmdb(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Cmdb:
     return KINDS[settings.kind](name, settings, now=now, sleep=sleep)
+
+
+# A new OA: one module with a class that has the OaConnector methods, and one line here.
+OA_KINDS: dict[str, type[RestOa] | type[DingTalk]] = {"oa_rest": RestOa, "dingtalk": DingTalk}
+
+
+def build_oa(name: str, settings: ConnectorSettings) -> OaConnector:
+    return OA_KINDS[settings.kind](name, settings)

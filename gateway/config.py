@@ -26,7 +26,13 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from connectors.settings import ConnectorSettings, EnrichmentSettings
+from connectors.settings import (
+    CMDB_KINDS,
+    OA_KINDS,
+    ApprovalsSettings,
+    ConnectorSettings,
+    EnrichmentSettings,
+)
 from gateway.sla.holidays import HolidayError
 from gateway.sla.policy import Book, build_book
 from gateway.sla.settings import SlaSettings, TimeZoneName
@@ -487,6 +493,8 @@ class Settings(BaseSettings):
     # [connectors.NAME]: external systems (CMDB ...), each with kind = "netbox" | "rest".
     connectors: dict[str, ConnectorSettings] = Field(default_factory=dict)
     enrichment: EnrichmentSettings = Field(default_factory=EnrichmentSettings)
+    # [approvals] oa = NAME: the OA connector that runs change approvals ("" = API/mail only).
+    approvals: ApprovalsSettings = Field(default_factory=ApprovalsSettings)
 
     # Where the file was read from; relative paths in it (rules.path) resolve against it.
     config_dir: Path = Path(".")
@@ -502,11 +510,9 @@ class Settings(BaseSettings):
         return self._sla_book[1]
 
     @model_validator(mode="after")
-    def _cmdb_named(self) -> Settings:
-        name = self.enrichment.cmdb
-        if name and name not in self.connectors:
-            known = ", ".join(sorted(self.connectors)) or "none configured"
-            raise ValueError(f"enrichment.cmdb = {name!r} names no [connectors.{name}] ({known})")
+    def _connectors_named(self) -> Settings:
+        _kind_of("enrichment.cmdb", self.enrichment.cmdb, self.connectors, CMDB_KINDS)
+        _kind_of("approvals.oa", self.approvals.oa, self.connectors, OA_KINDS)
         return self
 
     @property
@@ -517,6 +523,22 @@ class Settings(BaseSettings):
     def rules_path(self) -> Path:
         path = Path(self.rules.path)
         return path if path.is_absolute() else self.config_dir / path
+
+
+def _kind_of(
+    key: str, name: str, connectors: dict[str, ConnectorSettings], kinds: tuple[str, ...]
+) -> None:
+    """`key` names a [connectors.NAME] of one of `kinds` (or is "")."""
+    if not name:
+        return
+    if name not in connectors:
+        known = ", ".join(sorted(connectors)) or "none configured"
+        raise ValueError(f"{key} = {name!r} names no [connectors.{name}] ({known})")
+    if connectors[name].kind not in kinds:
+        raise ValueError(
+            f"{key} = {name!r} is a connector of kind {connectors[name].kind!r}; it needs kind "
+            f"{' or '.join(repr(k) for k in kinds)}"
+        )
 
 
 class ConfigError(Exception):

@@ -18,6 +18,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from gateway import metrics
 from gateway.api.app import create_app
+from gateway.approvals.queue import calls_enabled
 from gateway.clock import utc_now
 from gateway.config import Settings
 from gateway.enrich import EnrichmentJob, build_enricher
@@ -179,7 +180,9 @@ class Daemon:
         """The delivery worker, in a thread: smtplib and httpx calls block."""
         if not self.settings.outbound.enabled:
             log.info("outbound notifications disabled ([outbound] enabled = false)")
-            return None
+            if not calls_enabled(self.settings):
+                return None
+            # The worker still makes the connector calls (OA instances, status pushes).
         worker = OutboxWorker(self.db, self.settings)
         thread = threading.Thread(
             target=worker.run, args=(self.outbox_stop,), name="outbox", daemon=True

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway import metrics
+from gateway.approvals.queue import calls_enabled
 from gateway.clock import Clock, utc_now
 from gateway.config import Settings
 from gateway.enrich import Enricher, record_pending
@@ -365,7 +366,7 @@ class Pipeline:
             next(raw_ids) if raw is not None else intake.raw_id for intake, raw, _ in raws
         ]
         bulk.insert_journal(session, specs, tickets, event_raw_ids, now)
-        if self.settings.outbound.enabled:
+        if self.settings.outbound.enabled or calls_enabled(self.settings):
             # The bulk rows bypassed the ORM; the acknowledgements are planned from the
             # journal rows just written, like those of the per-item path.
             created = session.scalars(

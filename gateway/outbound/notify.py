@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from gateway.approvals.queue import queue_connector_calls
 from gateway.config import Settings
 from gateway.ingest.followup import reply_address
 from gateway.outbound import metrics
@@ -84,6 +85,8 @@ def queue_notifications(
 ) -> list[OutboxMessage]:
     """Write the outbox rows the journal `events` of this unit of work call for."""
     events = list(events)
+    # Connector calls (OA instances, status pushes) are not mail: no switch, no loop guard.
+    queue_connector_calls(session, settings, events, now=now)
     if not settings.outbound.enabled or not events:
         return []
     if trigger_auto:

@@ -7,7 +7,7 @@ go to the dead letters at once, as does a row past `max_attempts` or `max_age_ho
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -19,7 +19,8 @@ from gateway.config import OutboundSettings
 
 @dataclass(frozen=True)
 class Sent:
-    pass
+    # What the receiver answered that must be kept (a connector call's instance id).
+    detail: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 from sqlalchemy import func, or_, select, update
 
+from gateway.approvals import OUTBOX_CHANNEL
+from gateway.approvals.calls import ConnectorCalls, record_sent
 from gateway.clock import Clock, utc_now
 from gateway.config import Settings
 from gateway.outbound import metrics
@@ -70,6 +72,7 @@ class OutboxWorker:
         self.clock = clock
         self.name = name or worker_name()
         self.http = http or httpx.Client()
+        self.connectors = ConnectorCalls(settings)
 
     # -- one unit of work each ---------------------------------------------------------------
 
@@ -110,6 +113,8 @@ class OutboxWorker:
             row.claimed_by, row.lease_until = None, None
             if isinstance(outcome, Sent):
                 row.state, row.sent_at, row.last_error = "sent", now, ""
+                if item.channel == OUTBOX_CHANNEL:
+                    record_sent(session, item.event, item.payload, outcome, now)
                 metrics.SENT.labels(item.channel).inc()
                 return
             row.last_error = outcome.error[:2000]
@@ -146,6 +151,9 @@ class OutboxWorker:
     # -- delivery ----------------------------------------------------------------------------
 
     def deliver(self, item: Claimed, relay: Relay) -> Outcome:
+        if item.channel == OUTBOX_CHANNEL:
+            key = item.message_id or f"outbox:{item.id}"
+            return self.connectors.call(item.event, item.recipient, key, item.payload)
         if item.channel == "chat":
             robot = self.cfg.chat.get(item.recipient)
             if robot is None:
@@ -204,6 +212,7 @@ class OutboxWorker:
             if tried < self.cfg.batch:
                 stop.wait(self.cfg.poll_seconds)
         self.http.close()
+        self.connectors.close()
         log.info("outbox worker %s stopped", self.name)
 
     def _lock(self) -> bool:

@@ -143,6 +143,23 @@ class PendingEnrichment(Base):
     created_at: Mapped[datetime] = mapped_column(_tz())
 
 
+class ApprovalInstance(Base):
+    """A change's approval instance in an OA system (connectors/oa.py): the OA's callbacks
+    name the instance, this row names the ticket."""
+
+    __tablename__ = "approval_instances"
+    __table_args__ = (UniqueConstraint("connector", "instance_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    connector: Mapped[str] = mapped_column(String(100))  # the [connectors.NAME]
+    instance_id: Mapped[str] = mapped_column(String(200))
+    # pending | approved | rejected: how the ticket's chain ended, as far as we know
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    created_at: Mapped[datetime] = mapped_column(_tz())
+    updated_at: Mapped[datetime] = mapped_column(_tz())
+
+
 class TicketEvent(Base):
     """The journal: who changed what, when, through which channel."""
 
