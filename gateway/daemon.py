@@ -27,6 +27,7 @@ from gateway.ingest.imap import start_pollers
 from gateway.ingest.smtp import IntakeHandler, make_smtp_factory
 from gateway.outbound.worker import OutboxWorker
 from gateway.pipeline import Pipeline
+from gateway.rules.engine import classify_intake
 from gateway.rules.holder import RulesHolder
 from gateway.sla.scanner import SlaJob
 from gateway.storage import migrate
@@ -97,7 +98,13 @@ class Daemon:
         if self.enricher is not None:
             # Tickets whose CMDB lookup failed or did not fit intake's budget.
             scheduler.add_job(
-                EnrichmentJob(self.db, self.enricher, utc_now).run,
+                EnrichmentJob(
+                    self.db,
+                    self.enricher,
+                    utc_now,
+                    # Not RulesHolder.classify: re-runs must not count as rule matches.
+                    classify=lambda intake: classify_intake(self.rules.ruleset, intake),
+                ).run,
                 "interval",
                 seconds=self.settings.enrichment.retry_seconds,
                 id="cmdb-enrich-retry",

@@ -13,7 +13,7 @@ import ipaddress
 import logging
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -27,7 +27,8 @@ from connectors.settings import EnrichmentSettings
 from gateway.clock import Clock, utc_now
 from gateway.config import Settings
 from gateway.ingest.alertmanager import instance_host
-from gateway.intake import Intake
+from gateway.intake import Intake, Source
+from gateway.rules.model import Decision
 from gateway.storage.db import Database
 from gateway.storage.models import PendingEnrichment, Ticket
 from gateway.tickets import service
@@ -180,8 +181,30 @@ class _Due:
     hosts: list[str]
 
 
+# What a late CI may change on a ticket nobody has picked up yet.
+ROUTED_FIELDS = ("priority", "group", "category")
+
+
+def cmdb_changes(
+    without: Decision, with_cmdb: Decision, current: Mapping[str, object]
+) -> dict[str, str]:
+    """The routing the CMDB's labels change (pure): fields where the rules decide otherwise
+    with the CI than without it, and the ticket does not already hold the new value. Fields
+    the CI does not sway are left alone, so a channel's or a person's choice survives."""
+    changes: dict[str, str] = {}
+    for name in ROUTED_FIELDS:
+        old, new = getattr(without, name), getattr(with_cmdb, name)
+        if new and new != old and current.get(name) != new:
+            changes[name] = str(new)
+    return changes
+
+
 class EnrichmentJob:
-    """The scheduler job: look up pending tickets' hosts again and write the CI when it lands."""
+    """The scheduler job: look up pending tickets' hosts again and write the CI when it lands.
+
+    With `classify`, a ticket still `new` and unassigned is routed again: an alert whose CMDB
+    lookup was late must still reach the site's group and a critical item's priority.
+    """
 
     def __init__(
         self,
@@ -189,12 +212,14 @@ class EnrichmentJob:
         enricher: Enricher,
         clock: Clock = utc_now,
         batch: int = 50,
+        classify: Callable[[Intake], Decision] | None = None,
     ) -> None:
         self.db = db
         self.enricher = enricher
         self.settings = enricher.settings
         self.clock = clock
         self.batch = batch
+        self.classify = classify
 
     def run(self) -> int:
         """One pass over the due rows; returns how many tickets were enriched."""
@@ -280,4 +305,49 @@ class EnrichmentJob:
             note=f"CMDB {self.enricher.cmdb.name}: {item.name}",
             public=False,
         )
+        if self.classify is not None and ticket.status == "new" and not ticket.assignee:
+            self._reroute(session, ticket, labels, item, now)
         return 1
+
+    def _reroute(
+        self,
+        session: Session,
+        ticket: Ticket,
+        plain: dict[str, str],
+        item: ConfigItem,
+        now: datetime,
+    ) -> None:
+        assert self.classify is not None
+        try:
+            source = Source(ticket.source)
+        except ValueError:
+            source = Source.API
+        intake = Intake(
+            source=source,
+            sender=ticket.requester or "",
+            subject=ticket.subject,
+            body=ticket.description or "",
+            labels={k: v for k, v in plain.items() if not k.startswith("cmdb.")},
+        )
+        without = self.classify(intake)
+        with_cmdb = self.classify(replace(intake, labels={**intake.labels, **item.labels()}))
+        current = {name: getattr(ticket, name) for name in ROUTED_FIELDS}
+        changes = cmdb_changes(without, with_cmdb, current)
+        if not changes:
+            return
+        before = {name: current[name] for name in changes}
+        for name, value in changes.items():
+            setattr(ticket, name, value)
+        if "priority" in changes:
+            service.sla_changed(ticket, now)
+        service.journal(
+            session,
+            ticket,
+            service.system_actor("rules"),
+            "rerouted",
+            now,
+            before=before,
+            after=changes,
+            note=f"rules re-run with CMDB item {item.name}: {', '.join(with_cmdb.rules)}",
+            public=False,
+        )

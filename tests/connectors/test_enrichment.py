@@ -255,3 +255,41 @@ def test_config_builds_the_enricher_and_refuses_an_unknown_connector(tmp_path: P
     path.write_text('[enrichment]\ncmdb = "nb"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match=r"names no \[connectors.nb\]"):
         load_settings(path)
+
+
+def test_late_enrichment_routes_a_ticket_nobody_has_picked_up(
+    db, settings, rules, clock, server, tick
+) -> None:
+    """The CMDB was down at intake: the ticket went to the default group at P3. When the CI
+    lands, the rules run again; what the CI sways (site group, critical priority) changes, on
+    a ticket still new and unassigned only, journalled as `rerouted`."""
+    server.stop()
+    enricher = make_enricher(server, tick, retries=0, breaker_failures=1, breaker_seconds=30)
+    pipe = pipeline_with(db, settings, rules, clock, enricher)
+    waiting = pipe.process(alert("db-bj-03:9100")).key
+    taken = pipe.process(alert("db-bj-03:9101")).key
+    staging = pipe.process(alert("web-sh-01:9100")).key
+    assert {load(db, k).group for k in (waiting, taken, staging)} == {"service-desk"}
+    with db.unit() as s:  # someone already works on the second one: leave it be
+        s.scalars(select(Ticket).where(Ticket.key == taken)).one().status = "in_progress"
+
+    server.start()
+    tick.t += 31
+    job = EnrichmentJob(db, enricher, clock, classify=rules.classify)
+    assert job.run() == 3
+
+    routed = load(db, waiting)
+    assert (routed.group, routed.priority) == ("ops-bj", "P1")
+    [event] = [e for e in routed.events if e.kind == "rerouted"]
+    assert event.before == {"priority": "P3", "group": "service-desk"}
+    assert event.after == {"priority": "P1", "group": "ops-bj"}
+    assert "critical-production" in event.note and event.public is False
+    assert routed.next_escalation_at == clock()  # the SLA scanner re-plans the P1 clocks
+
+    left = load(db, taken)
+    assert (left.group, left.priority) == ("service-desk", "P3")
+    assert left.labels["cmdb.site"] == "bj"  # enriched all the same
+    # Staging in Shanghai: no rule cares about its CI, so nothing moves.
+    unchanged = load(db, staging)
+    assert (unchanged.group, unchanged.priority) == ("service-desk", "P3")
+    assert not [e for e in unchanged.events if e.kind == "rerouted"]
