@@ -54,7 +54,9 @@ def put_inspection(request: Request, who: Caller, body: InspectionSettings) -> J
         ).first()
         created = row is None
         if row is None:
-            row = InspectionSchedule(name=body.name, created_by=who.email, created_at=now)
+            row = InspectionSchedule(
+                name=body.name, spec=spec, created_by=who.email, created_at=now, updated_at=now
+            )
             session.add(row)
             # It starts now: no ticket for fire times before it existed.
             record(session, body.name, [now], "armed", now)

@@ -164,8 +164,8 @@ class Inspector:
                     "inspection %s: %d fire time(s) missed since %s (catch_up = %s)",
                     schedule.name, p.missed, p.first_missed, schedule.catch_up,
                 )  # fmt: skip
-            for t in p.create:
-                fired.append(self.fire(schedule, t, "created", now))
+            if p.on_time is not None:
+                fired.append(self.fire(schedule, p.on_time, "created", now))
             if p.catch_up is not None:
                 note = (
                     f"catch-up: no scheduler ran at {p.missed} fire time(s) from "

@@ -133,42 +133,42 @@ def fire_times(schedule: Schedule, after: datetime, until: datetime) -> Iterator
 class Plan:
     """What one pass does for one schedule."""
 
-    create: tuple[datetime, ...] = ()  # on time: a ticket each
-    catch_up: datetime | None = None  # late: one ticket standing for the missed ones
-    skipped: tuple[datetime, ...] = ()  # late: recorded, no ticket (the latest ones)
-    missed: int = 0  # late fire times in all (catch-up included)
+    on_time: datetime | None = None  # a ticket, as scheduled
+    catch_up: datetime | None = None  # a ticket standing for fire times missed while down
+    skipped: tuple[datetime, ...] = ()  # recorded, no ticket (at most MAX_SKIPPED_ROWS)
+    missed: int = 0  # fire times that got no ticket of their own
     first_missed: datetime | None = None
 
     @property
     def empty(self) -> bool:
-        return not (self.create or self.catch_up or self.skipped)
+        return not (self.on_time or self.catch_up or self.skipped)
 
 
 def plan(schedule: Schedule, last: datetime, now: datetime) -> Plan:
     """Decide about the fire times in (last, now].
 
-    On time (within `grace` of now): a ticket each. Late ones were missed while no daemon
-    ran: with catch_up = "one" and nothing on time, the latest gets one catch-up ticket;
-    the rest are skipped. An on-time ticket supersedes a catch-up: the same inspection is
-    due now anyway.
+    Only the latest can get a ticket: on time when it is at most `grace` old, else as the
+    catch-up ticket when catch_up = "one". Every earlier one was missed (nobody ran, or the
+    schedule fires faster than the scheduler polls) and is recorded as skipped, so that a
+    restart after a long outage never makes a burst of tickets.
     """
     last = max(last, now - LOOKBACK)
-    on_time: list[datetime] = []
-    late: deque[datetime] = deque(maxlen=MAX_SKIPPED_ROWS + 1)
-    missed = 0
-    first_missed = None
+    due: deque[datetime] = deque(maxlen=MAX_SKIPPED_ROWS + 1)
+    count = 0
+    first = None
     for t in fire_times(schedule, last, now):
-        if now - t <= schedule.grace:
-            on_time.append(t)
-        else:
-            missed += 1
-            first_missed = first_missed or t
-            late.append(t)
-    catch_up = None
-    if late and not on_time and schedule.catch_up == "one":
-        catch_up = late.pop()
-    skipped = tuple(late)[-MAX_SKIPPED_ROWS:]
-    return Plan(tuple(on_time), catch_up, skipped, missed, first_missed)
+        count += 1
+        first = first or t
+        due.append(t)
+    if not due:
+        return Plan()
+    latest = due.pop()
+    skipped = tuple(due)
+    if now - latest <= schedule.grace:
+        return Plan(latest, None, skipped, count - 1, first if count > 1 else None)
+    if schedule.catch_up == "one":
+        return Plan(None, latest, skipped, count, first)
+    return Plan(None, None, (*skipped, latest)[-MAX_SKIPPED_ROWS:], count, first)
 
 
 def fields(schedule: Schedule, fire_at: datetime) -> dict[str, str]:
