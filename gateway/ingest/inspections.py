@@ -152,7 +152,11 @@ class Inspector:
                 # First sight of this schedule: it starts now, nothing before is owed.
                 with self.db.unit() as session:
                     record(session, schedule.name, [now], "armed", now)
-                log.info("inspection %s armed; next %s", schedule.name, self.next(schedule, now))
+                log.info(
+                    "inspection %s armed; next %s",
+                    schedule.name,
+                    _local(schedule, self.next(schedule, now)),
+                )
                 continue
             p = plan(schedule, last[schedule.name], now)
             if p.skipped:
