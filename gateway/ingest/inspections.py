@@ -34,7 +34,7 @@ from gateway.intake import Intake, Source
 from gateway.outbound.notify import queue_notifications
 from gateway.pipeline import Pipeline
 from gateway.storage.db import Database, StoreUnavailable
-from gateway.storage.models import InspectionRun, InspectionSchedule
+from gateway.storage.models import InspectionRun, InspectionSchedule, Ticket
 from gateway.tickets import checklist, service
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,9 @@ def stored_specs(session: Session) -> list[tuple[InspectionSchedule, InspectionS
         try:
             found.append((row, InspectionSettings.model_validate(row.spec)))
         except ValidationError as exc:
-            found.append((row, str(exc).splitlines()[-2].strip() if exc.errors() else str(exc)))
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "schedule"
+            found.append((row, f"{where}: {first['msg']}"))
     return found
 
 
@@ -148,35 +150,48 @@ class Inspector:
             last = last_fires(session, [s.name for s in active])
         fired: list[Fired] = []
         for schedule in active:
-            if schedule.name not in last:
-                # First sight of this schedule: it starts now, nothing before is owed.
-                with self.db.unit() as session:
-                    record(session, schedule.name, [now], "armed", now)
-                log.info(
-                    "inspection %s armed; next %s",
-                    schedule.name,
-                    _local(schedule, self.next(schedule, now)),
-                )
-                continue
-            p = plan(schedule, last[schedule.name], now)
-            if p.skipped:
-                with self.db.unit() as session:
-                    recorded = record(session, schedule.name, p.skipped, "skipped", now)
-                RUNS.labels(schedule.name, "skipped").inc(len(recorded))
-            if p.missed:
-                log.warning(
-                    "inspection %s: %d fire time(s) missed since %s (catch_up = %s)",
-                    schedule.name, p.missed, p.first_missed, schedule.catch_up,
-                )  # fmt: skip
-            if p.on_time is not None:
-                fired.append(self.fire(schedule, p.on_time, "created", now))
-            if p.catch_up is not None:
-                note = (
-                    f"catch-up: no scheduler ran at {p.missed} fire time(s) from "
-                    f"{_local(schedule, p.first_missed)} to {_local(schedule, p.catch_up)}; "
-                    "this one ticket stands for them"
-                )
-                fired.append(self.fire(schedule, p.catch_up, "catch_up", now, note=note))
+            try:
+                fired += self._pass(schedule, last.get(schedule.name), now)
+            except StoreUnavailable:
+                raise
+            except Exception:
+                # One broken schedule (a calendar without working days ...) must not stop
+                # the others; it is retried, and logged, every pass.
+                log.exception("inspection %s failed; the others carry on", schedule.name)
+        return fired
+
+    def _pass(self, schedule: Schedule, last: datetime | None, now: datetime) -> list[Fired]:
+        """One schedule's share of a pass: arm it, or record and make what is due."""
+        if last is None:
+            # First sight of this schedule: it starts now, nothing before is owed.
+            with self.db.unit() as session:
+                record(session, schedule.name, [now], "armed", now)
+            log.info(
+                "inspection %s armed; next %s",
+                schedule.name,
+                _local(schedule, next_fire(schedule, now)),
+            )
+            return []
+        fired: list[Fired] = []
+        p = plan(schedule, last, now)
+        if p.skipped:
+            with self.db.unit() as session:
+                recorded = record(session, schedule.name, p.skipped, "skipped", now)
+            RUNS.labels(schedule.name, "skipped").inc(len(recorded))
+        if p.missed:
+            log.warning(
+                "inspection %s: %d fire time(s) missed since %s (catch_up = %s)",
+                schedule.name, p.missed, _local(schedule, p.first_missed), schedule.catch_up,
+            )  # fmt: skip
+        if p.on_time is not None:
+            fired.append(self.fire(schedule, p.on_time, "created", now))
+        if p.catch_up is not None:
+            note = (
+                f"catch-up: no scheduler ran at {p.missed} fire time(s) from "
+                f"{_local(schedule, p.first_missed)} to {_local(schedule, p.catch_up)}; "
+                "this one ticket stands for them"
+            )
+            fired.append(self.fire(schedule, p.catch_up, "catch_up", now, note=note))
         return fired
 
     def fire(
@@ -209,7 +224,7 @@ class Inspector:
         status: str,
         now: datetime,
         note: str,
-    ) -> Any:
+    ) -> Ticket:
         template = schedule.spec.template
         values = fields(schedule, fire_at)
         local = fire_at.astimezone(schedule.tz).isoformat()
@@ -247,9 +262,6 @@ class Inspector:
         if name not in found:
             raise KeyError(name)
         return self.fire(found[name], now, "manual", now, note=f"{name}: run by hand")
-
-    def next(self, schedule: Schedule, now: datetime) -> datetime | None:
-        return next_fire(schedule, now)
 
 
 def _local(schedule: Schedule, t: datetime | None) -> str:

@@ -263,3 +263,18 @@ checklist = ["确认备份成功"]
     assert "no inspection 'nope'" in capsys.readouterr().err
     assert cli.main(["inspections", "list", "--json", "--config", str(config)]) == 0
     assert '"origin": "config"' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/api/v1/inspections"),
+        ("post", "/api/v1/inspections"),
+        ("delete", "/api/v1/inspections/weekly-server-patrol"),
+        ("post", "/api/v1/tickets/INS-000001/checklist/1"),
+    ],
+)
+def test_inspection_routes_need_a_valid_token(setup, method: str, path: str) -> None:
+    client = setup[0]
+    r = client.request(method, path, headers={"Authorization": "Bearer wrong-token-xxxxxxxx"})
+    assert r.status_code == 401 and r.json()["error"] == "unauthorized"

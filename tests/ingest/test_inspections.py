@@ -18,7 +18,7 @@ from gateway.inspections.settings import InspectionSettings
 from gateway.pipeline import Pipeline
 from gateway.rules.holder import RulesHolder
 from gateway.storage.db import Database
-from gateway.storage.models import InspectionRun, Ticket
+from gateway.storage.models import InspectionRun, InspectionSchedule, Ticket
 from tests.conftest import FrozenClock
 
 RULES = Path(__file__).resolve().parents[2] / "gateway" / "defaults" / "rules.yaml"
@@ -214,3 +214,26 @@ def test_two_schedulers_racing_make_each_ticket_once(
     # What each scheduler reported agrees: one of them made it, the other (if it got that
     # far) learnt that it was taken.
     assert sorted(f.key for f in results if f.key) == sorted(t.key for t in made)
+
+
+def test_a_stored_schedule_that_no_longer_validates_is_ignored_not_fatal(
+    settings: Settings, db: Database, start, caplog
+) -> None:
+    settings = with_schedules(settings, DAILY)
+    clock = FrozenClock(local("2026-11-30 08:00"))
+    with db.unit() as s:
+        s.add(
+            InspectionSchedule(
+                name="broken",
+                spec={"name": "broken", "cron": "0 25 * * *", "template": {"subject": "x"}},
+                created_by="root@example.com",
+                created_at=clock(),
+                updated_at=clock(),
+            )
+        )
+    daemon = start(settings, clock)
+    daemon.tick()
+    clock.now = local("2026-11-30 09:00:20")
+    assert [f.schedule for f in daemon.tick()] == ["daily-backup-check"]
+    assert "inspection 'broken' (API) is not valid any more" in caplog.text
+    assert "bad cron '0 25 * * *'" in caplog.text
