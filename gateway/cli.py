@@ -148,6 +148,10 @@ def cmd_tickets(args: argparse.Namespace) -> int:
         print(f"created:   {t['created_at']}   category: {t['category']}")
         if t["description"]:
             print("\n" + t["description"].strip() + "\n")
+        for item in t["checklist"]:
+            mark = "x" if item["done"] else " "
+            extra = "" if item["mandatory"] else "  (optional)"
+            print(f"  [{mark}] {item['n']}. {item['text']}{extra}")
         for e in t["events"]:
             note = f"  {e['note']}" if e["note"] else ""
             print(f"  {e['at']}  {e['actor']} via {e['channel']}: {e['kind']}{note}")

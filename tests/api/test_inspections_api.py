@@ -259,6 +259,8 @@ checklist = ["确认备份成功"]
     with db.unit(readonly=True) as s:
         t = s.scalars(select(Ticket)).one()
         assert t.subject.startswith("每日备份检查 ") and len(t.checklist) == 1
+    assert cli.main(["tickets", "show", "INS-000001", "--config", str(config)]) == 0
+    assert "  [ ] 1. 确认备份成功" in capsys.readouterr().out
     assert cli.main(["inspections", "run", "nope", "--config", str(config)]) == 1
     assert "no inspection 'nope'" in capsys.readouterr().err
     assert cli.main(["inspections", "list", "--json", "--config", str(config)]) == 0
