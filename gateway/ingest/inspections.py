@@ -295,6 +295,8 @@ def describe(session: Session, settings: Settings, now: datetime) -> list[dict[s
     result = []
     for entry in listed:
         data: dict[str, Any] = {"origin": entry.origin, **entry.spec.model_dump(mode="json")}
+        if entry.origin == "api":
+            data["created_by"] = entry.created_by
         data["timezone"] = entry.spec.timezone or settings.daemon.timezone
         try:
             schedule = compile_schedule(entry.spec, settings.daemon.timezone, calendars)

@@ -183,7 +183,7 @@ def test_schedules_through_the_api(setup) -> None:
     assert client.post("/api/v1/inspections", json=body, headers=auth("olga")).status_code == 403
     r = client.post("/api/v1/inspections", json=body, headers=auth("root"))
     assert r.status_code == 201, r.text
-    assert r.json()["origin"] == "api"
+    assert (r.json()["origin"], r.json()["created_by"]) == ("api", "root@example.com")
     assert r.json()["next_fire"] == "2026-12-01T10:00:00+08:00"
     assert r.json()["last_fire"] == "2026-11-30T09:00:00+08:00"  # armed when created
     r = client.post("/api/v1/inspections", json=body, headers=auth("root"))
