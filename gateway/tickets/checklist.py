@@ -76,6 +76,8 @@ def tick(
     note: str = "",
 ) -> Refused | None:
     """Tick (or untick) the item `ref` names and journal it; a refusal says why not."""
+    if ticket.checklist:
+        service.lock_checklist(session, ticket)
     if ticket.status in DONE_STATUSES:
         return Refused(f"{ticket.key} is {ticket.status}: reopen it to change its checklist")
     found = find_item(ticket.checklist, ref)

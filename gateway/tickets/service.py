@@ -214,6 +214,8 @@ def apply_command(
     session: Session, ticket: Ticket, cmd: Command, channel: str, now: datetime
 ) -> Applied | Refused:
     """Run a lifecycle action through the state machine and journal the outcome."""
+    if cmd.action == "resolve" and ticket.checklist:
+        lock_checklist(session, ticket)
     result = decide(view(ticket), cmd)
     if isinstance(result, Refused):
         return result
@@ -241,6 +243,20 @@ def apply_command(
         note=note,
     )
     return result
+
+
+def lock_checklist(session: Session, ticket: Ticket) -> None:
+    """Serialise checklist changes with resolving the ticket, and re-read both.
+
+    On PostgreSQL an untick racing a resolve could otherwise leave a resolved ticket with an
+    unticked mandatory item: each would decide on what it read before the other committed.
+    Both take the ticket's row lock first, so the later one sees the earlier one's result.
+    SQLite runs one writer at a time already.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    session.flush()  # refresh() reloads from the row: our own pending changes go there first
+    session.refresh(ticket, with_for_update=True)
 
 
 def sla_changed(ticket: Ticket, now: datetime) -> None:

@@ -19,6 +19,8 @@ from gateway.pipeline import Pipeline
 from gateway.rules.holder import RulesHolder
 from gateway.storage.db import Database
 from gateway.storage.models import InspectionRun, InspectionSchedule, Ticket
+from gateway.tickets import checklist, service
+from gateway.tickets.states import Command, Refused
 from tests.conftest import FrozenClock
 
 RULES = Path(__file__).resolve().parents[2] / "gateway" / "defaults" / "rules.yaml"
@@ -237,3 +239,53 @@ def test_a_stored_schedule_that_no_longer_validates_is_ignored_not_fatal(
     assert [f.schedule for f in daemon.tick()] == ["daily-backup-check"]
     assert "inspection 'broken' (API) is not valid any more" in caplog.text
     assert "bad cron '0 25 * * *'" in caplog.text
+
+
+def test_an_untick_racing_a_resolve_never_leaves_a_resolved_ticket_unticked(
+    settings: Settings, db: Database, start
+) -> None:
+    """Agent A unticks item 1 while agent B resolves: B must see A's untick and be refused."""
+    settings = with_schedules(settings, DAILY)
+    clock = FrozenClock(local("2026-11-30 08:00"))
+    a, b = start(settings, clock), start(settings, clock)
+    a.tick()
+    clock.now = local("2026-11-30 09:00:10")
+    (fired,) = a.tick()
+    olga = service.Actor("olga@example.com", "agent", "api")
+    with a.db.unit() as s:
+        t = s.scalars(select(Ticket).where(Ticket.key == fired.key)).one()
+        service.apply_command(s, t, Command("start", olga.id, "agent"), "api", clock())
+        for n in ("1", "3"):
+            assert checklist.tick(s, t, n, True, olga, clock()) is None
+
+    unticked, go = threading.Event(), threading.Event()
+    outcome: list[object] = []
+
+    def untick() -> None:
+        with a.db.unit() as s:
+            t = s.scalars(select(Ticket).where(Ticket.key == fired.key)).one()
+            assert checklist.tick(s, t, "1", False, olga, clock()) is None
+            s.flush()
+            unticked.set()
+            go.wait(30)  # hold the transaction open while the resolve starts
+
+    def resolve() -> None:
+        with b.db.unit() as s:
+            t = s.scalars(select(Ticket).where(Ticket.key == fired.key)).one()
+            cmd = Command("resolve", "li@example.com", "agent")
+            outcome.append(service.apply_command(s, t, cmd, "api", clock()))
+
+    first = threading.Thread(target=untick)
+    first.start()
+    assert unticked.wait(30)
+    second = threading.Thread(target=resolve)
+    second.start()
+    second.join(0.5)  # give the resolve time to read (or block) before the untick commits
+    go.set()
+    first.join(30)
+    second.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], Refused), outcome
+    assert "1. 确认备份任务均成功" in outcome[0].reason
+    with db.unit(readonly=True) as s:
+        t = s.scalars(select(Ticket).where(Ticket.key == fired.key)).one()
+        assert t.status == "in_progress" and not t.checklist[0].done
