@@ -148,6 +148,10 @@ def cmd_tickets(args: argparse.Namespace) -> int:
         print(f"created:   {t['created_at']}   category: {t['category']}")
         if t["description"]:
             print("\n" + t["description"].strip() + "\n")
+        for item in t["checklist"]:
+            mark = "x" if item["done"] else " "
+            extra = "" if item["mandatory"] else "  (optional)"
+            print(f"  [{mark}] {item['n']}. {item['text']}{extra}")
         for e in t["events"]:
             note = f"  {e['note']}" if e["note"] else ""
             print(f"  {e['at']}  {e['actor']} via {e['channel']}: {e['kind']}{note}")
@@ -194,6 +198,14 @@ def cmd_rules(args: argparse.Namespace) -> int:
     if args.rules_command == "check":
         return commands.check(args.file, args.config)
     return commands.test(args.config, eml=args.eml, text=args.text, as_json=args.json)
+
+
+def cmd_inspections(args: argparse.Namespace) -> int:
+    from gateway.inspections import commands
+
+    if args.inspections_command == "run":
+        return commands.run_now(_settings(args), args.name)
+    return commands.list_schedules(_settings(args), as_json=args.json)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -252,6 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_config(ssub.add_parser("explain", help="a ticket's SLA clock history"))
     p.add_argument("key")
     sla.set_defaults(func=cmd_sla)
+
+    insp = sub.add_parser("inspections", help="scheduled inspection tickets")
+    isub = insp.add_subparsers(dest="inspections_command", required=True)
+    p = with_config(isub.add_parser("list", help="schedules with their last and next fire time"))
+    p.add_argument("--json", action="store_true")
+    p = with_config(isub.add_parser("run", help="create a schedule's ticket now"))
+    p.add_argument("name")
+    insp.set_defaults(func=cmd_inspections)
     return parser
 
 

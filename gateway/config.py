@@ -33,6 +33,7 @@ from connectors.settings import (
     ConnectorSettings,
     EnrichmentSettings,
 )
+from gateway.inspections.settings import InspectionSettings, unique_names
 from gateway.sla.holidays import HolidayError
 from gateway.sla.policy import Book, build_book
 from gateway.sla.settings import SlaSettings, TimeZoneName
@@ -450,6 +451,8 @@ class DaemonSettings(Section):
     # Threads for blocking side work off the event loop (rule reloads). SMTP intake is parsed
     # and stored by the group-commit writer (gateway/group_commit.py), not by these.
     intake_workers: int = Field(default=4, ge=1, le=64)
+    # How often the inspection scheduler looks for due fire times; 0 = no scheduler here.
+    inspection_poll_seconds: float = Field(default=30.0, ge=0)
 
 
 class _DictSource(PydanticBaseSettingsSource):
@@ -495,6 +498,10 @@ class Settings(BaseSettings):
     enrichment: EnrichmentSettings = Field(default_factory=EnrichmentSettings)
     # [approvals] oa = NAME: the OA connector that runs change approvals ("" = API/mail only).
     approvals: ApprovalsSettings = Field(default_factory=ApprovalsSettings)
+    # [[inspections]]: schedules that create inspection tickets (gateway/ingest/inspections.py).
+    inspections: Annotated[list[InspectionSettings], AfterValidator(unique_names)] = Field(
+        default_factory=list
+    )
 
     # Where the file was read from; relative paths in it (rules.path) resolve against it.
     config_dir: Path = Path(".")
@@ -513,6 +520,17 @@ class Settings(BaseSettings):
     def _connectors_named(self) -> Settings:
         _kind_of("enrichment.cmdb", self.enrichment.cmdb, self.connectors, CMDB_KINDS)
         _kind_of("approvals.oa", self.approvals.oa, self.connectors, OA_KINDS)
+        return self
+
+    @model_validator(mode="after")
+    def _inspection_calendars(self) -> Settings:
+        for spec in self.inspections:
+            if spec.working_days_only and spec.calendar not in self.sla.calendars:
+                known = ", ".join(sorted(self.sla.calendars))
+                raise ValueError(
+                    f"inspection {spec.name!r}: calendar {spec.calendar!r} names no "
+                    f"[sla.calendars.{spec.calendar}] (known: {known})"
+                )
         return self
 
     @property

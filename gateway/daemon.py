@@ -24,6 +24,7 @@ from gateway.config import Settings
 from gateway.enrich import EnrichmentJob, build_enricher
 from gateway.group_commit import GroupCommitter
 from gateway.ingest.imap import start_pollers
+from gateway.ingest.inspections import InspectionJob, Inspector
 from gateway.ingest.smtp import IntakeHandler, make_smtp_factory
 from gateway.outbound.worker import OutboxWorker
 from gateway.pipeline import Pipeline
@@ -108,6 +109,16 @@ class Daemon:
                 "interval",
                 seconds=self.settings.enrichment.retry_seconds,
                 id="cmdb-enrich-retry",
+                max_instances=1,
+                coalesce=True,
+            )
+        if self.settings.daemon.inspection_poll_seconds > 0:
+            # Due fire times of [[inspections]] and API schedules; once each across daemons.
+            scheduler.add_job(
+                InspectionJob(Inspector(self.pipeline)).run,
+                "interval",
+                seconds=self.settings.daemon.inspection_poll_seconds,
+                id="inspections",
                 max_instances=1,
                 coalesce=True,
             )

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import FastAPI
 
-from gateway.api import errors, health, oa, outbox, tickets, webhooks
+from gateway.api import errors, health, inspections, oa, outbox, tickets, webhooks
 from gateway.api.auth import TokenAuth
 from gateway.api.limits import BodyLimit
 from gateway.clock import Clock, utc_now
@@ -41,6 +41,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(tickets.router)
     app.include_router(outbox.router)
+    app.include_router(inspections.router)
     app.include_router(webhooks.router)
     # OA callbacks: connectors built on first use (checking a signature needs no network).
     app.state.oa_connectors = {}

@@ -22,7 +22,10 @@ _PLUS = re.compile(
     re.IGNORECASE,
 )
 _COMMAND = re.compile(r"^#(?P<name>[a-z_]+)(?:[ \t]+(?P<arg>.*?))?[ \t]*$", re.IGNORECASE)
-COMMANDS = ("assign", "group", "priority", "start", "pend", "resolve", "close", "reopen", "note")
+COMMANDS = (
+    "assign", "group", "priority", "start", "pend", "resolve", "close", "reopen", "note",
+    "check", "uncheck",
+)  # fmt: skip
 
 
 def reply_token(secret: str, key: str) -> str:

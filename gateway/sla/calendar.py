@@ -57,6 +57,11 @@ class Calendar:
 TWENTY_FOUR_SEVEN = Calendar(always=True)
 
 
+def is_working_day(cal: Calendar, day: date) -> bool:
+    """A day with working time: weekday hours, or a make-up day (调休), and not a holiday."""
+    return cal.always or bool(cal.spans_on(day))
+
+
 def parse_span(text: str) -> Span:
     """ "09:00-18:00" -> (540, 1080); an end at or before the start runs past midnight."""
     try:

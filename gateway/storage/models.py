@@ -112,6 +112,62 @@ class Ticket(Base):
         back_populates="ticket", order_by="TicketEvent.id", lazy="selectin"
     )
     attachments: Mapped[list[Attachment]] = relationship(order_by="Attachment.id", lazy="selectin")
+    # Inspection steps; the state machine refuses to resolve with mandatory ones unticked.
+    checklist: Mapped[list[ChecklistItem]] = relationship(
+        order_by="ChecklistItem.position", lazy="selectin"
+    )
+
+
+class ChecklistItem(Base):
+    """One step of a ticket's checklist (an inspection's template makes them), numbered
+    from 1 as agents name them (`#check 2`). A row each, so two agents ticking different
+    items never overwrite each other."""
+
+    __tablename__ = "checklist_items"
+    __table_args__ = (UniqueConstraint("ticket_id", "position"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    position: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(String(500))
+    mandatory: Mapped[bool] = mapped_column(Boolean, default=True)
+    done: Mapped[bool] = mapped_column(Boolean, default=False)
+    done_by: Mapped[str | None] = mapped_column(String(320))
+    done_at: Mapped[datetime | None] = mapped_column(_tz())
+    note: Mapped[str] = mapped_column(String(500), default="")
+
+
+class InspectionSchedule(Base):
+    """An inspection schedule defined through the API (config-file ones live in the config);
+    `spec` is what `[[inspections]]` would hold, validated by the same model."""
+
+    __tablename__ = "inspection_schedules"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_by: Mapped[str] = mapped_column(String(320), default="")
+    created_at: Mapped[datetime] = mapped_column(_tz())
+    updated_at: Mapped[datetime] = mapped_column(_tz())
+
+
+class InspectionRun(Base):
+    """What became of one fire time of a schedule: the unique key makes each fire time
+    produce at most one ticket, across restarts and several daemons on one database.
+
+    status: created | catch_up (a ticket), skipped (missed while down), armed (the schedule
+    was first seen then: nothing before it is due), manual (`gateway inspections run`).
+    """
+
+    __tablename__ = "inspection_runs"
+    __table_args__ = (UniqueConstraint("schedule", "fire_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    schedule: Mapped[str] = mapped_column(String(100))
+    fire_at: Mapped[datetime] = mapped_column(_tz())
+    status: Mapped[str] = mapped_column(String(16))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    recorded_at: Mapped[datetime] = mapped_column(_tz())
 
 
 class SlaEscalation(Base):

@@ -17,7 +17,7 @@ from gateway.config import PRIORITIES, RepliesSettings
 from gateway.ingest.followup import parse_commands, verdict
 from gateway.intake import Intake
 from gateway.storage.models import Ticket
-from gateway.tickets import service
+from gateway.tickets import checklist, service
 from gateway.tickets.states import Command, Refused, Status
 
 
@@ -156,6 +156,11 @@ def _run_command(
     if name == "note":
         service.add_comment(session, ticket, actor, arg, now, public=False)
         return None
+    if name in ("check", "uncheck"):
+        # `#check 2 备份完成`: item 2, with what was found; `#check 备份日志` by its text.
+        ref, note = checklist.split_ref(arg)
+        refused = checklist.tick(session, ticket, ref, name == "check", actor, now, note=note)
+        return refused.reason if refused else None
     if name == "priority":
         value = arg.upper()
         if value not in PRIORITIES:

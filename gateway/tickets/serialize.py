@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from gateway.sla.explain import sla_view
 from gateway.sla.policy import Book
-from gateway.storage.models import Ticket, TicketEvent
+from gateway.storage.models import ChecklistItem, Ticket, TicketEvent
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -48,6 +49,7 @@ def ticket_to_dict(
             }
             for a in ticket.attachments
         ],
+        "checklist": checklist_dicts(ticket.checklist),
         "sla": {
             "policy": ticket.sla_policy,
             "response_due": _iso(ticket.response_due),
@@ -58,12 +60,29 @@ def ticket_to_dict(
     }
     if book is not None and now is not None:
         data["sla"] |= sla_view(book, ticket, now)
+    if ticket.source == "inspection":
+        data["labels"] = dict(ticket.labels or {})  # the schedule and fire time
     if ticket.fingerprint:
         data["fingerprint"] = ticket.fingerprint
         data["occurrences"] = ticket.occurrences
         data["last_seen"] = _iso(ticket.last_seen)
         data["labels"] = dict(ticket.labels or {})
     return data
+
+
+def checklist_dicts(items: Iterable[ChecklistItem]) -> list[dict[str, Any]]:
+    return [
+        {
+            "n": i.position,
+            "text": i.text,
+            "mandatory": i.mandatory,
+            "done": i.done,
+            "done_by": i.done_by,
+            "done_at": _iso(i.done_at),
+            "note": i.note,
+        }
+        for i in items
+    ]
 
 
 def event_to_dict(event: TicketEvent) -> dict[str, Any]:

@@ -7,6 +7,7 @@ to rows. Callers own the transaction (`with db.unit() as session:`).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,7 +19,7 @@ from gateway.config import PRIORITIES, TICKET_TYPES, TicketSettings
 from gateway.intake import IntakeFile
 from gateway.sla.clock import new_ticket_columns
 from gateway.sla.policy import SlaStart
-from gateway.storage.models import Attachment, Blob, Ticket, TicketEvent
+from gateway.storage.models import Attachment, Blob, ChecklistItem, Ticket, TicketEvent
 from gateway.tickets.keys import next_key
 from gateway.tickets.states import Applied, Command, Refused, Status, TicketView, decide
 from gateway.tickets.states import initial_status as _initial_status
@@ -78,7 +79,13 @@ def view(ticket: Ticket) -> TicketView:
         group=ticket.group,
         approvers=tuple(ticket.approvers or ()),
         approvals=tuple(ticket.approvals or ()),
+        unchecked=unchecked(ticket.checklist),
     )
+
+
+def unchecked(items: Iterable[ChecklistItem]) -> tuple[str, ...]:
+    """Mandatory checklist items not ticked yet, as agents name them ("2. 检查备份日志")."""
+    return tuple(f"{i.position}. {i.text}" for i in items if i.mandatory and not i.done)
 
 
 def journal(
@@ -207,6 +214,8 @@ def apply_command(
     session: Session, ticket: Ticket, cmd: Command, channel: str, now: datetime
 ) -> Applied | Refused:
     """Run a lifecycle action through the state machine and journal the outcome."""
+    if cmd.action == "resolve" and ticket.checklist:
+        lock_checklist(session, ticket)
     result = decide(view(ticket), cmd)
     if isinstance(result, Refused):
         return result
@@ -234,6 +243,20 @@ def apply_command(
         note=note,
     )
     return result
+
+
+def lock_checklist(session: Session, ticket: Ticket) -> None:
+    """Serialise checklist changes with resolving the ticket, and re-read both.
+
+    On PostgreSQL an untick racing a resolve could otherwise leave a resolved ticket with an
+    unticked mandatory item: each would decide on what it read before the other committed.
+    Both take the ticket's row lock first, so the later one sees the earlier one's result.
+    SQLite runs one writer at a time already.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    session.flush()  # refresh() reloads from the row: our own pending changes go there first
+    session.refresh(ticket, with_for_update=True)
 
 
 def sla_changed(ticket: Ticket, now: datetime) -> None:

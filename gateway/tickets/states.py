@@ -56,6 +56,8 @@ class TicketView:
     group: str | None = None
     approvers: tuple[str, ...] = ()  # ordered approval chain (emails), for changes
     approvals: tuple[str, ...] = ()  # who approved so far, in order
+    # Mandatory checklist items not ticked yet ("2. 检查备份日志"): resolve waits for them.
+    unchecked: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,13 @@ def decide(ticket: TicketView, cmd: Command) -> Applied | Refused:
         return _decide_step(ticket, cmd, action, role)
     if action in NEEDS_REASON and not _given(cmd.reason):
         return Refused(f"{action} needs a reason")
+    if action == A.RESOLVE and ticket.unchecked:
+        # An inspection is done when its mandatory steps are, whoever resolves it.
+        return Refused(
+            "mandatory checklist items are not ticked: "
+            + "; ".join(ticket.unchecked)
+            + " (tick them first: #check N by mail or POST .../checklist/N)"
+        )
     target = TARGET[action]
     return Applied(target, {"status": (status, target)}, NOTES[action])
 
