@@ -1,11 +1,13 @@
 """SMTP intake benchmark: the real daemon against a no-op aiosmtpd server, in one run.
 
-    .venv/bin/python bench/bench_smtp.py [--messages 2000] [--connections 8]
+    .venv/bin/python bench/bench_smtp.py [--messages 2000] [--connections 8] [--processes 1]
 
 Both servers run as separate processes on loopback; the same client (C threads, each with its
 own persistent SMTP connection, smtplib) sends N distinct messages to each and reports
 messages/second and per-message latency (MAIL FROM to the reply to DATA). The gateway answers
 250 only after commit, so its figure includes parsing, classification and the SQLite write.
+With `--processes N` the gateway row is N `gateway run` sharing the SMTP port
+(`[smtp] reuse_port`) and the SQLite file (README "Several processes").
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 from ports import free_port, wait_port  # bench/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
+GATEWAY_RUN = [sys.executable, "-m", "gateway.cli", "run"]
 
 NOOP_SERVER = """
 import asyncio, sys
@@ -99,6 +102,13 @@ def loop_lag(http_port: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def report(name: str, elapsed: float, latencies: list[float]) -> float:
     rate = len(latencies) / elapsed
     qs = statistics.quantiles(latencies, n=100)
@@ -113,6 +123,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--processes", type=int, default=1)
     args = parser.parse_args()
     run = str(int(time.time()))
 
@@ -126,34 +137,55 @@ def main() -> None:
             check=True,
             capture_output=True,
         )
-        gw_port, http_port = free_port(), free_port()
+        gw_port = free_port()
+        http_ports = [free_port() for _ in range(args.processes)]
         env.update(
             GATEWAY_SMTP__PORT=str(gw_port),
-            GATEWAY_HTTP__PORT=str(http_port),
+            GATEWAY_SMTP__REUSE_PORT="true" if args.processes > 1 else "false",
             GATEWAY_DAEMON__LOG_LEVEL="WARNING",
         )
-        gateway = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "run", "--config", f"{folder}/gateway.toml"],
-            env=env,
-        )
+        gateways = []
+        for http_port in http_ports:
+            gateways.append(
+                subprocess.Popen(
+                    [*GATEWAY_RUN, "--config", f"{folder}/gateway.toml"],
+                    env=env | {"GATEWAY_HTTP__PORT": str(http_port)},
+                )
+            )
+            wait_port(http_port)  # one at a time: the first migrates the new database
         try:
             wait_port(noop_port)
             wait_port(gw_port)
-            print(f"{args.messages} messages over {args.connections} connections, loopback")
+            print(
+                f"{args.messages} messages over {args.connections} connections, loopback, "
+                f"{args.processes} gateway process(es)"
+            )
             blast(noop_port, 50, 2, "warm")  # let both processes settle imports and caches
             blast(gw_port, 50, 2, "warm")
+            cpu = cpu_seconds(noop.pid)
             noop_rate = report(
                 "no-op aiosmtpd", *blast(noop_port, args.messages, args.connections, run)
             )
+            noop_cpu = (cpu_seconds(noop.pid) - cpu) / args.messages
+            cpu = sum(cpu_seconds(g.pid) for g in gateways)
             gw_rate = report(
-                "gateway (SQLite)", *blast(gw_port, args.messages, args.connections, run)
+                f"gateway (SQLite) x{args.processes}",
+                *blast(gw_port, args.messages, args.connections, run),
             )
+            gw_cpu = (sum(cpu_seconds(g.pid) for g in gateways) - cpu) / args.messages
             print(f"gateway / no-op = {gw_rate / noop_rate:.2f}")
-            print(f"gateway event-loop lag during the run: max {loop_lag(http_port) * 1000:.1f} ms")
+            print(
+                f"server CPU per message: no-op {noop_cpu * 1000:.2f} ms, "
+                f"gateway {gw_cpu * 1000:.2f} ms (all its processes)"
+            )
+            lags = ", ".join(f"{loop_lag(p) * 1000:.1f}" for p in http_ports)
+            print(f"gateway event-loop lag during the run: max {lags} ms")
         finally:
-            gateway.terminate()
+            for g in gateways:
+                g.terminate()
             noop.terminate()
-            gateway.wait(timeout=30)
+            for g in gateways:
+                g.wait(timeout=30)
             noop.wait(timeout=30)
 
 

@@ -74,6 +74,10 @@ class SmtpSettings(Section):
     auth_required: bool = False
     auth_require_tls: bool = True
     users: dict[str, str] = Field(default_factory=dict)
+    # SO_REUSEPORT: several `gateway run` on one host share the SMTP port, the kernel spreading
+    # connections among them (one process is one core under the GIL). Each keeps its own HTTP
+    # port; on SQLite they queue for the writer through a lock file beside the database.
+    reuse_port: bool = False
 
     @field_validator("addresses", "domains")
     @classmethod

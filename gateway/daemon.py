@@ -131,6 +131,7 @@ class Daemon:
                 make_smtp_factory(self.handler, self.settings),
                 host=self.settings.smtp.host,
                 port=self.settings.smtp.port,
+                reuse_port=self.settings.smtp.reuse_port or None,
             )
             self.smtp_address = smtp_server.sockets[0].getsockname()[:2]
             log.info("smtp listening on %s:%d", *self.smtp_address)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -78,8 +80,14 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite has one writer at a time. Queueing our own writers on a lock is fair and
         # immediate; leaving it to SQLite's busy handler makes them poll with sleeps, which
-        # showed up as a one-second p99 in bench/bench_smtp.py.
-        self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+        # showed up as a one-second p99 in bench/bench_smtp.py. A file database gets a lock
+        # file too, so that several processes on it (daemons sharing the SMTP port, the CLI)
+        # queue the same way instead of polling.
+        self._write_lock: WriterLock | threading.Lock | None = None
+        if self.dialect == "sqlite":
+            path = self.engine.url.database
+            on_disk = path and path != ":memory:" and not path.startswith("file:")
+            self._write_lock = WriterLock(f"{path}.writer") if on_disk else threading.Lock()
 
     @property
     def dialect(self) -> str:
@@ -115,3 +123,42 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if isinstance(self._write_lock, WriterLock):
+            self._write_lock.close()
+
+
+class WriterLock:
+    """SQLite's writer slot as a lock: a thread lock within the process, and an flock(2) on
+    a lock file beside the database across processes. flock waits in the kernel, woken when
+    the holder lets go, where SQLite's busy handler would sleep and retry."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._threads = threading.Lock()
+        self._fd: int | None = None
+
+    def _file(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        return self._fd
+
+    def __enter__(self) -> WriterLock:
+        self._threads.acquire()
+        try:
+            fcntl.flock(self._file(), fcntl.LOCK_EX)
+        except BaseException:
+            self._threads.release()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            fcntl.flock(self._file(), fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+    def close(self) -> None:
+        with self._threads:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
