@@ -353,7 +353,7 @@ class Pipeline:
             if raw is not None
         ]
         raw_ids = iter(
-            session.execute(
+            session.connection().execute(
                 insert(RawMessage.__table__).returning(
                     RawMessage.__table__.c.id, sort_by_parameter_order=True
                 ),
@@ -388,7 +388,7 @@ class Pipeline:
             if keys[i]
         ]
         if ledger:
-            session.execute(insert(IntakeKey.__table__), ledger)
+            session.connection().execute(insert(IntakeKey.__table__), ledger)
         for t in tickets:
             metrics.TICKETS_CREATED.labels(t.type, t.priority).inc()
         return [(i, t.key) for (i, _), t in zip(bulk_items, tickets, strict=True)]

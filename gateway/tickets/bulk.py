@@ -76,7 +76,8 @@ def insert_tickets(
     # The ORM attribute `group` maps to the column `group_name`; Core wants column names.
     columns = [{("group_name" if k == "group" else k): v for k, v in r.items()} for r in rows]
     table = Ticket.__table__
-    ids = session.execute(
+    # Core on the session's connection: the ORM's execute layer is pure overhead for these.
+    ids = session.connection().execute(
         insert(table).returning(table.c.id, sort_by_parameter_order=True), columns
     ).scalars()
     return [
@@ -111,7 +112,7 @@ def insert_journal(
             for n in spec.notes
         )
     if rows:
-        session.execute(insert(TicketEvent.__table__), rows)
+        session.connection().execute(insert(TicketEvent.__table__), rows)
 
 
 def _event(

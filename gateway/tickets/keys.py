@@ -29,7 +29,7 @@ def allocate_keys(session: Session, prefix: str, digits: int, count: int = 1) ->
     stmt = stmt.on_conflict_do_update(
         index_elements=[table.c.prefix], set_={"last_value": table.c.last_value + count}
     ).returning(table.c.last_value)
-    last = session.execute(stmt).scalar_one()
+    last = session.connection().execute(stmt).scalar_one()
     return [format_key(prefix, n, digits) for n in range(last - count + 1, last + 1)]
 
 
