@@ -215,6 +215,7 @@ class Pipeline:
         outcomes: list[Outcome | None] = [None] * len(items)
         repeats: list[int] = []
         bulk_items: list[tuple[int, bulk.TicketSpec]] = []
+        specs = self._classify_ahead(items, keys)
         with self.db.unit() as session:
             seen = self._ledger(session, items, keys)
             first: set[tuple[str, str]] = set()
@@ -224,7 +225,7 @@ class Pipeline:
                     outcomes[i] = self._redelivered(session, seen[ident], now)
                 elif key and ident in first:
                     repeats.append(i)  # the same message twice in one batch: after commit
-                elif (spec := self._bulk_spec(intake, raw)) is not None:
+                elif (spec := specs[i]) is not None:
                     bulk_items.append((i, spec))
                 else:
                     outcomes[i] = self._handle(session, intake, raw, key, now)
@@ -235,6 +236,28 @@ class Pipeline:
         for i in repeats:
             outcomes[i] = self.process(*items[i])
         return [o for o in outcomes if o is not None]
+
+    def _classify_ahead(
+        self, items: Sequence[tuple[Intake, RawInput | None]], keys: Sequence[str | None]
+    ) -> list[bulk.TicketSpec | None]:
+        """The bulk path's new tickets, classified before the write transaction opens.
+
+        Classification is CPU work: inside the transaction it held SQLite's writer slot (and,
+        with several processes, the lock file) for nothing. A read of the ledger first keeps
+        redeliveries and repeats within the batch from being classified (and counted) at all;
+        one that lands between this read and the transaction just leaves its spec unused.
+        """
+        with self.db.unit(readonly=True) as session:
+            seen = self._ledger(session, items, keys)
+        specs: list[bulk.TicketSpec | None] = []
+        first: set[tuple[str, str]] = set()
+        for (intake, raw), key in zip(items, keys, strict=True):
+            ident = (str(intake.source), key or "")
+            fresh = not key or (ident not in seen and ident not in first)
+            specs.append(self._bulk_spec(intake, raw) if fresh else None)
+            if key:
+                first.add(ident)
+        return specs
 
     def _ledger(
         self,
@@ -353,12 +376,14 @@ class Pipeline:
             if raw is not None
         ]
         raw_ids = iter(
-            session.connection().execute(
+            session.connection()
+            .execute(
                 insert(RawMessage.__table__).returning(
                     RawMessage.__table__.c.id, sort_by_parameter_order=True
                 ),
                 raw_rows,
-            ).scalars()
+            )
+            .scalars()
             if raw_rows
             else ()
         )

@@ -77,9 +77,11 @@ def insert_tickets(
     columns = [{("group_name" if k == "group" else k): v for k, v in r.items()} for r in rows]
     table = Ticket.__table__
     # Core on the session's connection: the ORM's execute layer is pure overhead for these.
-    ids = session.connection().execute(
-        insert(table).returning(table.c.id, sort_by_parameter_order=True), columns
-    ).scalars()
+    ids = (
+        session.connection()
+        .execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), columns)
+        .scalars()
+    )
     return [
         NewRow(id, row["key"], row["type"], row["priority"], {n: row[n] for n in SNAPSHOT_FIELDS})
         for id, row in zip(ids, rows, strict=True)
