@@ -196,6 +196,20 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return commands.test(args.config, eml=args.eml, text=args.text, as_json=args.json)
 
 
+def cmd_kb(args: argparse.Namespace) -> int:
+    from gateway.kb import commands
+
+    return commands.search(_settings(args), args.text, args.limit, args.json)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from gateway.kb import commands
+
+    return commands.report(
+        _settings(args), args.start, args.end, args.group_by, args.bucket, args.format
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gateway", description="ops-gateway: IT-ops ticket intake"
@@ -252,6 +266,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_config(ssub.add_parser("explain", help="a ticket's SLA clock history"))
     p.add_argument("key")
     sla.set_defaults(func=cmd_sla)
+
+    kb = sub.add_parser("kb", help="the knowledge base")
+    ksub = kb.add_subparsers(dest="kb_command", required=True)
+    p = with_config(ksub.add_parser("search", help="search entries (Chinese or English)"))
+    p.add_argument("text")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+    kb.set_defaults(func=cmd_kb)
+
+    p = with_config(sub.add_parser("report", help="ticket volume, times, SLA, reopen rate"))
+    p.add_argument("--from", dest="start", help="YYYY-MM-DD or ISO time (default: 30 days ago)")
+    p.add_argument("--to", dest="end", help="YYYY-MM-DD (included) or ISO time (default: now)")
+    p.add_argument("--group-by", choices=["type", "priority", "category", "group", "source"])
+    p.add_argument("--bucket", choices=["day", "week", "month"])
+    p.add_argument("--format", choices=["json", "csv"], default="json")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

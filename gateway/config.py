@@ -27,6 +27,8 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from connectors.settings import ConnectorSettings, EnrichmentSettings
+from gateway.kb.settings import KbSettings
+from gateway.reports.settings import ReportSettings
 from gateway.sla.holidays import HolidayError
 from gateway.sla.policy import Book, build_book
 from gateway.sla.settings import SlaSettings, TimeZoneName
@@ -487,6 +489,8 @@ class Settings(BaseSettings):
     # [connectors.NAME]: external systems (CMDB ...), each with kind = "netbox" | "rest".
     connectors: dict[str, ConnectorSettings] = Field(default_factory=dict)
     enrichment: EnrichmentSettings = Field(default_factory=EnrichmentSettings)
+    kb: KbSettings = Field(default_factory=KbSettings)
+    reports: ReportSettings = Field(default_factory=ReportSettings)
 
     # Where the file was read from; relative paths in it (rules.path) resolve against it.
     config_dir: Path = Path(".")
@@ -507,6 +511,13 @@ class Settings(BaseSettings):
         if name and name not in self.connectors:
             known = ", ".join(sorted(self.connectors)) or "none configured"
             raise ValueError(f"enrichment.cmdb = {name!r} names no [connectors.{name}] ({known})")
+        return self
+
+    @model_validator(mode="after")
+    def _report_calendar_known(self) -> Settings:
+        if self.reports.calendar not in self.sla.calendars:
+            known = ", ".join(sorted(self.sla.calendars))
+            raise ValueError(f"reports.calendar = {self.reports.calendar!r} is unknown ({known})")
         return self
 
     @property

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import FastAPI
 
-from gateway.api import errors, health, outbox, tickets, webhooks
+from gateway.api import errors, health, kb, outbox, reports, tickets, webhooks
 from gateway.api.auth import TokenAuth
 from gateway.api.limits import BodyLimit
 from gateway.clock import Clock, utc_now
@@ -42,6 +42,8 @@ def create_app(
     app.include_router(tickets.router)
     app.include_router(outbox.router)
     app.include_router(webhooks.router)
+    app.include_router(kb.router)
+    app.include_router(reports.router)
     webhooks.warn_unauthenticated(settings)
     app.add_middleware(BodyLimit, limit=settings.http.max_body_bytes)
     return app

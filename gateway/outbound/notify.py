@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from gateway.config import Settings
 from gateway.ingest.followup import reply_address
+from gateway.kb import suggest as kb_suggest
 from gateway.outbound import metrics
 from gateway.outbound.message import new_message_id
 from gateway.outbound.plan import EventFacts, Planned, TicketFacts, plan
@@ -230,6 +231,8 @@ def mail_context(
         "reject_word": _word(replies.reject_words, language, "not fixed"),
         "recipient": recipient,
         "items": [],
+        # Similar solved KB entries journalled on the ticket (shown to the assignee).
+        "suggestions": kb_suggest.latest(ticket),
         "from_name": settings.outbound.from_name,
     }
 

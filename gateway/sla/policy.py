@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -65,6 +65,8 @@ class Book:
     by_type: dict[str, str]
     pause_statuses: frozenset[str]
     at_risk: timedelta  # a due time this close counts the ticket as at risk (metric)
+    # Every [sla.calendars.*] by name: reports measure business time on them.
+    calendars: dict[str, Calendar] = field(default_factory=dict)
 
     def choose(self, type: str, priority: str, rule_policy: str | None) -> tuple[str | None, bool]:
         """(policy name, pinned): a rule's choice wins, then the priority, then the type."""
@@ -110,6 +112,7 @@ def build_book(cfg: SlaSettings, config_dir: Path = Path(".")) -> Book:
         by_type={k: v for k, v in cfg.by_type.items() if v},
         pause_statuses=frozenset(cfg.pause_statuses),
         at_risk=timedelta(minutes=cfg.at_risk_minutes),
+        calendars=calendars,
     )
 
 
