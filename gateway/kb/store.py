@@ -147,7 +147,11 @@ def search(session: Session, query: str, limit: int = 20) -> list[KbEntry]:
         return list(session.scalars(stmt))
     stmt = stmt.where(*(_contains(t) for t in long))
     if dialect == "postgresql" and trigram_available(session):
+        # Terms found in the title (the first line) first, then trigram similarity.
+        title = func.split_part(KbEntry.search_text, "\n", 1)
+        in_title = sum((func.strpos(title, t) > 0).cast(Integer) for t in wanted)
         stmt = stmt.order_by(
+            in_title.desc(),
             func.public.word_similarity(" ".join(wanted), KbEntry.search_text).desc(),
             KbEntry.updated_at.desc(),
         )
