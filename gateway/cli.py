@@ -106,6 +106,7 @@ def _tickets_query(args: argparse.Namespace) -> list[dict[str, Any]]:
 def cmd_act(args: argparse.Namespace) -> int:
     """Run a lifecycle action as a local administrator (the CLI has the database itself)."""
     from gateway.clock import utc_now
+    from gateway.kb.resolve import Resolution, record_resolution
     from gateway.storage.db import Database
     from gateway.storage.models import Ticket
     from gateway.tickets import service
@@ -119,10 +120,21 @@ def cmd_act(args: argparse.Namespace) -> int:
                 print(f"no ticket {args.key}", file=sys.stderr)
                 return 1
             cmd = Command(args.action, args.actor, "admin", args.assignee, args.group, args.reason)
-            result = service.apply_command(session, ticket, cmd, "cli", utc_now())
+            fix = Resolution(args.symptom, args.steps, args.solution, args.prevention)
+            if not fix.empty and args.action != "resolve":
+                print(f"{args.key}: --symptom/--steps/--solution/--prevention go with resolve",
+                      file=sys.stderr)  # fmt: skip
+                return 1
+            now = utc_now()
+            result = service.apply_command(session, ticket, cmd, "cli", now)
             if isinstance(result, Refused):
                 print(f"{args.key}: {result.reason}", file=sys.stderr)
                 return 1
+            entry = record_resolution(
+                session, ticket, fix, service.Actor(args.actor, "admin", "cli"), now
+            )
+            if entry is not None:
+                print(f"{args.key}: knowledge base entry {entry.id}")
             print(f"{args.key}: {ticket.status} {result.note}".rstrip())
     finally:
         db.dispose()
@@ -248,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group")
     p.add_argument("--reason", help="needed to reassign, reopen or reject")
     p.add_argument("--as", dest="actor", default="admin@cli", help="who is acting (journal)")
+    for name in ("symptom", "steps", "solution", "prevention"):
+        # With resolve: the resolution; a solution makes a knowledge-base entry.
+        p.add_argument(f"--{name}", default="", help=f"with resolve: the {name}")
     tickets.set_defaults(func=cmd_tickets)
 
     rules = sub.add_parser("rules", help="test and check classification rules")

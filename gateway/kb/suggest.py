@@ -6,11 +6,13 @@ and a ticket with no match gets no journal row at all.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from gateway.kb import store
@@ -18,6 +20,7 @@ from gateway.kb.settings import KbSettings
 from gateway.storage.models import Ticket, TicketEvent
 from gateway.tickets import service
 
+log = logging.getLogger(__name__)
 KIND = "kb_suggested"
 ACTOR = service.system_actor("kb")
 
@@ -35,11 +38,18 @@ def _event(suggestions: Sequence[store.Suggestion]) -> dict[str, Any]:
 
 
 def find(session: Session, cfg: KbSettings, texts: Sequence[str]) -> list[list[store.Suggestion]]:
+    """Suggestions per text; a failing lookup costs the tickets their suggestions, never the
+    intake (a savepoint keeps PostgreSQL's transaction usable after an error)."""
     if not cfg.suggest or cfg.suggest_limit == 0:
         return [[] for _ in texts]
-    return store.suggest_many(
-        session, texts, limit=cfg.suggest_limit, min_score=cfg.suggest_min_score
-    )
+    try:
+        with session.begin_nested():
+            return store.suggest_many(
+                session, texts, limit=cfg.suggest_limit, min_score=cfg.suggest_min_score
+            )
+    except DBAPIError as exc:
+        log.warning("knowledge-base suggestions skipped: %s", exc.orig or exc)
+        return [[] for _ in texts]
 
 
 def attach(session: Session, cfg: KbSettings, tickets: Sequence[Ticket], now: datetime) -> None:

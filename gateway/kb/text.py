@@ -16,7 +16,11 @@ from collections.abc import Iterable, Sequence
 CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 # A term: a CJK run, or a run of anything that is neither space, CJK nor punctuation that
 # separates words (after NFKC, full-width ，；（） are already their ASCII forms).
-_TERM = re.compile(rf"[{CJK}]+|[^\s{CJK}\u3000-\u303f,;!?()\[\]{{}}<>\"'`|，。、；：？！《》“”‘’]+")
+# Control characters split terms too: FTS5 reads NUL as the end of its query string.
+_TERM = re.compile(
+    rf"[{CJK}]+|[^\s\x00-\x1f\x7f{CJK}\u3000-\u303f,;!?()\[\]{{}}<>\"'`|，。、；：？！《》“”‘’]+"
+)
+MAX_TERM = 64  # longer runs are identifiers or binary noise: their start is enough
 _EDGE = ".:-/_#=*+~"
 # Too common in English mail to say anything about which fix applies.
 # fmt: off
@@ -45,7 +49,7 @@ def terms(query: str) -> list[str]:
     """The terms of a search box query, in order, without repeats ("MySQL连接" → two)."""
     out: list[str] = []
     for match in _TERM.finditer(normalise(query)):
-        term = match.group(0).strip(_EDGE)
+        term = match.group(0).strip(_EDGE)[:MAX_TERM]
         if term and term not in out:
             out.append(term)
     return out

@@ -23,3 +23,10 @@ def test_overlap_is_the_share_of_terms_found() -> None:
     text = document("MySQL 连接超时", "连接池满", tags=["数据库"])
     assert overlap(["mysql", "连接超", "nothing"], text) == 2 / 3
     assert overlap([], text) == 0.0
+
+
+def test_control_characters_and_binary_noise_never_reach_the_index_query() -> None:
+    noisy = "subject ðï\x11à¡±\x1aá\x00\x00\x00 \x00\x03\x00þÿ " + "ÿ" * 500
+    found = terms(noisy)
+    assert all(not any(ord(c) < 32 for c in t) for t in found)
+    assert max(len(t) for t in found) <= 64

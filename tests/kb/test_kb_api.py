@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from gateway.api.app import create_app
 from gateway.config import ApiSettings, OutboundSettings, Settings
 from gateway.intake import Intake, Source
+from gateway.kb import store
 from gateway.kb.settings import KbSettings
 from gateway.pipeline import Created, Pipeline
 from gateway.rules.holder import RulesHolder
@@ -243,6 +244,16 @@ def test_cli_search(client: TestClient, settings: Settings, tmp_path: Path) -> N
     assert [e["title"] for e in json.loads(out.stdout)] == ["MySQL 连接超时"]
     out = subprocess.run([*cli, "宕机", "--config", str(config)], capture_output=True, text=True)
     assert out.returncode == 0 and "nothing found" in out.stdout
+    # Resolving from the command line with a solution writes an entry too.
+    key = new_ticket(client, "olga", subject="磁盘满")["key"]
+    act(client, "olga", key, action="start")
+    act_cli = [sys.executable, "-m", "gateway.cli", "tickets", "act", key, "resolve"]
+    out = subprocess.run(
+        [*act_cli, "--solution", "清理 /var/log", "--config", str(config)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 0 and "knowledge base entry" in out.stdout, out.stderr
+    assert [e["ticket"] for e in search(client, "磁盘")] == [key]
 
 
 def test_the_search_index_exists(db: Database) -> None:
@@ -255,3 +266,38 @@ def test_the_search_index_exists(db: Database) -> None:
                 " AND schemaname = current_schema()"
             )
         assert conn.exec_driver_sql(name).scalar() is not None
+        if db.dialect == "postgresql":
+            # A substring of three or more characters is looked up through the index.
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            plan = conn.exec_driver_sql(
+                "EXPLAIN SELECT id FROM kb_entries WHERE search_text LIKE '%%连接超时%%'"
+            ).all()
+            assert "ix_kb_entries_search_trgm" in str(plan)
+
+
+def test_without_pg_trgm_search_falls_back_to_like(
+    client: TestClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A role that may not create the extension: search and suggestions still work (on SQLite
+    # the FTS5 path does not consult this).
+    monkeypatch.setattr(store, "trigram_available", lambda session: False)
+    resolved(client, "MySQL 连接超时", MYSQL)
+    resolved(client, "VPN login fails", VPN)
+    assert [e["title"] for e in search(client, "连接超时")] == ["MySQL 连接超时"]
+    assert [e["title"] for e in search(client, "login 令牌")] == []
+    key = new_ticket(client, "alice", subject="MySQL 连接超时 again")["key"]
+    assert [e["title"] for e in suggested(db, key)[0]["entries"]] == ["MySQL 连接超时"]
+
+
+def test_a_failing_suggestion_lookup_never_fails_intake(
+    client: TestClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resolved(client, "MySQL 连接超时", MYSQL)
+
+    def broken(session, wanted):  # a statement the database refuses (PostgreSQL: aborts it)
+        session.execute(text("SELECT no_such_column FROM kb_entries"))
+
+    monkeypatch.setattr(store, "_candidates", broken)
+    key = new_ticket(client, "alice", subject="MySQL 连接超时 again")["key"]
+    assert suggested(db, key) == []
+    assert client.get(f"/api/v1/tickets/{key}", headers=auth("olga")).status_code == 200

@@ -12,10 +12,13 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 
 from gateway.api.app import create_app
 from gateway.config import ApiSettings, Settings
 from gateway.pipeline import Pipeline
+from gateway.reports.metrics import ReportGauges
+from gateway.reports.settings import ReportSettings
 from gateway.rules.holder import RulesHolder
 from gateway.storage.db import Database
 from gateway.storage.models import Ticket, TicketEvent
@@ -106,3 +109,24 @@ def test_cli_report(client: TestClient, settings: Settings, tmp_path: Path) -> N
     assert out.stdout.startswith("section,bucket,key,metric,value\n")
     bad = subprocess.run([*base, "--from", "someday"], capture_output=True, text=True)
     assert bad.returncode == 2 and "is not a date" in bad.stderr
+
+
+def test_gauges_carry_the_key_figures(client: TestClient, settings: Settings, db: Database) -> None:
+    settings = settings.model_copy(
+        update={"reports": ReportSettings(metrics_days=120)}  # back to 2026-07-28
+    )
+    ReportGauges(db, settings, FrozenClock(fx.AS_OF)).run()
+
+    def value(metric: str, **labels: str) -> float | None:
+        return REGISTRY.get_sample_value(metric, labels)
+
+    assert value("gateway_report_tickets", dimension="type", value="incident") == 5
+    assert value("gateway_report_tickets", dimension="group", value="(none)") == 1
+    assert value("gateway_report_tickets", dimension="source", value="zabbix") == 1
+    assert value("gateway_report_response_minutes", stat="p90") == 180.0
+    assert value("gateway_report_resolution_minutes", stat="mean") == 330.0
+    compliance = "gateway_report_sla_compliance_ratio"
+    assert value(compliance, scope="policy", name="incident", target="resolution") == 0.75
+    assert value(compliance, scope="group", name="dba", target="response") == 0.6667
+    assert value("gateway_report_ci_tickets", ci="db-bj-03") == 3
+    assert value("gateway_report_window_days") == 120
