@@ -7,7 +7,9 @@ word_similarity on PostgreSQL; see gateway/kb/text.py for how terms are cut.
 from __future__ import annotations
 
 import logging
+import math
 import weakref
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +24,7 @@ from gateway.storage.models import KbEntry, Ticket
 log = logging.getLogger(__name__)
 
 EDITABLE = ("title", "symptom", "steps", "solution", "prevention", "tags", "category")
-CANDIDATES = 10  # entries per ticket ranked by the index before the overlap filter
+PER_TERM = 50  # entries one suggestion term may count for (its newest)
 # bm25 weights of kb_fts(title, body): a word in the title says more than one in the steps.
 _BM25 = "bm25(kb_fts, 3.0, 1.0)"
 
@@ -171,71 +173,73 @@ def suggest_many(
 ) -> list[list[Suggestion]]:
     """Up to `limit` similar entries for each text, for a whole intake batch in two queries.
 
-    The index ranks CANDIDATES entries per text (one UNION ALL statement); an entry is
-    suggested when it holds at least `min_score` of the text's terms.
+    The score of an entry is the share of the text's terms it contains; an entry is
+    suggested from `min_score` on, best score first, newer first among equals.
     """
     wanted = [kbtext.suggestion_terms(t) for t in texts]
     if limit <= 0 or not any(wanted):
         return [[] for _ in texts]
-    ranked = _candidates(session, wanted)
+    ranked = _candidates(session, wanted, limit, min_score)
     ids = {entry_id for rows in ranked.values() for entry_id, _ in rows}
     if not ids:
         return [[] for _ in texts]
     rows = session.execute(
-        select(KbEntry.id, KbEntry.title, KbEntry.solution, KbEntry.search_text, Ticket.key)
+        select(KbEntry.id, KbEntry.title, KbEntry.solution, Ticket.key)
         .outerjoin(Ticket, Ticket.id == KbEntry.ticket_id)
         .where(KbEntry.id.in_(ids))
     ).all()
     by_id = {row.id: row for row in rows}
-    out: list[list[Suggestion]] = []
-    for i, terms in enumerate(wanted):
-        found = []
-        for order, (entry_id, _) in enumerate(ranked.get(i, [])):
-            row = by_id[entry_id]
-            score = kbtext.overlap(terms, row.search_text)
-            if score >= min_score:
-                found.append((-score, order, row))
-        found.sort(key=lambda f: (f[0], f[1]))
-        out.append(
-            [
-                Suggestion(row.id, row.title, _excerpt(row.solution), row.key, -neg)
-                for neg, _, row in found[:limit]
-            ]
-        )
-    return out
-
-
-def _candidates(session: Session, wanted: Sequence[list[str]]) -> dict[int, list[tuple[int, Any]]]:
-    """{text index: [(entry id, rank), ...]}, best first, from one statement."""
-    params: dict[str, Any] = {}
-    parts = []
-    dialect = session.get_bind().dialect.name
-    trigram = dialect == "postgresql" and trigram_available(session)
-    for i, terms in enumerate(wanted):
-        if not terms:
-            continue
-        if dialect == "sqlite":
-            params[f"q{i}"] = " OR ".join(kbtext.fts_phrase(t) for t in terms)
-            parts.append(
-                f"SELECT * FROM (SELECT {i} AS i, rowid AS id, {_BM25} AS rank FROM kb_fts"
-                f" WHERE kb_fts MATCH :q{i} ORDER BY rank LIMIT {CANDIDATES})"
+    return [
+        [
+            Suggestion(
+                entry_id,
+                by_id[entry_id].title,
+                _excerpt(by_id[entry_id].solution),
+                by_id[entry_id].key,
+                hits / len(terms),
             )
-            continue
-        likes = []
-        for j, term in enumerate(terms):
-            params[f"l{i}_{j}"] = kbtext.like_pattern(term)
-            likes.append(f"search_text LIKE :l{i}_{j}")
-        params[f"w{i}"] = " ".join(terms)
-        rank = f"public.word_similarity(:w{i}, search_text)" if trigram else "0.0"
-        parts.append(
-            f"(SELECT {i} AS i, id, {rank} AS rank FROM kb_entries WHERE {' OR '.join(likes)}"
-            f" ORDER BY rank DESC, updated_at DESC LIMIT {CANDIDATES})"
-        )
-    found: dict[int, list[tuple[int, Any]]] = {}
-    if not parts:
-        return found
-    for i, entry_id, rank in session.execute(text(" UNION ALL ".join(parts)), params):
-        found.setdefault(i, []).append((entry_id, rank))
+            for entry_id, hits in ranked.get(i, [])
+        ]
+        for i, terms in enumerate(wanted)
+    ]
+
+
+def _candidates(
+    session: Session, wanted: Sequence[list[str]], limit: int, min_score: float
+) -> dict[int, list[tuple[int, int]]]:
+    """{text index: [(entry id, terms it contains), ...]}, best first.
+
+    One statement for the batch: each distinct term is one index lookup (FTS5 phrase /
+    pg_trgm LIKE), and the hits are counted per entry here. bm25 over an OR of all terms cost
+    several times more: it scores every entry that holds any common term (服务器, failed).
+    """
+    distinct = sorted({term for terms in wanted for term in terms})
+    if not distinct or session.scalar(select(KbEntry.id).limit(1)) is None:
+        return {}
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    params: dict[str, Any] = {}
+    lookups = []
+    for j, term in enumerate(distinct):
+        if sqlite:
+            params[f"t{j}"] = kbtext.fts_phrase(term)
+            lookup = f"SELECT rowid AS id FROM kb_fts WHERE kb_fts MATCH :t{j}"
+        else:
+            params[f"t{j}"] = kbtext.like_pattern(term)
+            lookup = f"SELECT id FROM kb_entries WHERE search_text LIKE :t{j}"
+        # A term in thousands of entries says little about any of them: only its newest
+        # PER_TERM entries count, which bounds the work per term.
+        lookups.append(f"SELECT {j} AS t, id FROM ({lookup} ORDER BY 1 DESC LIMIT {PER_TERM}) AS l")
+    holders: dict[str, list[int]] = {}
+    for j, entry_id in session.execute(text(" UNION ALL ".join(lookups)), params):
+        holders.setdefault(distinct[j], []).append(entry_id)
+    found: dict[int, list[tuple[int, int]]] = {}
+    for i, terms in enumerate(wanted):
+        hits = Counter(entry_id for term in terms for entry_id in holders.get(term, ()))
+        # The least number of terms that reaches min_score (the epsilon absorbs 0.3 * 10).
+        least = max(1, math.ceil(min_score * len(terms) - 1e-9))
+        best = sorted(((-n, -e) for e, n in hits.items() if n >= least))[:limit]
+        if best:
+            found[i] = [(-e, -n) for n, e in best]
     return found
 
 

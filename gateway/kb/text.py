@@ -59,7 +59,7 @@ def is_short(term: str) -> bool:
     return len(term) < MIN_INDEXED
 
 
-def suggestion_terms(text: str, limit: int = 12) -> list[str]:
+def suggestion_terms(text: str, limit: int = 8) -> list[str]:
     """Terms for "is there a known fix for this?": indexable pieces of the ticket's text.
 
     English words of three letters or more (not stop words) and every three-character window

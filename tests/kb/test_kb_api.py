@@ -294,7 +294,7 @@ def test_a_failing_suggestion_lookup_never_fails_intake(
 ) -> None:
     resolved(client, "MySQL 连接超时", MYSQL)
 
-    def broken(session, wanted):  # a statement the database refuses (PostgreSQL: aborts it)
+    def broken(session, *args):  # a statement the database refuses (PostgreSQL: aborts it)
         session.execute(text("SELECT no_such_column FROM kb_entries"))
 
     monkeypatch.setattr(store, "_candidates", broken)
