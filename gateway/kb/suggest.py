@@ -89,7 +89,20 @@ def attach_rows(
 
 def latest(ticket: Ticket) -> list[dict[str, Any]]:
     """The suggestions last journalled on the ticket (for notifications), newest event wins."""
+    return list(_last_after(ticket, KIND).get("entries") or [])
+
+
+def resolution(ticket: Ticket) -> dict[str, Any]:
+    """The resolution of the ticket's current resolve (symptom, steps, solution, prevention),
+    or {}: one recorded before the last reopen belongs to an earlier fix."""
+    return _last_after(ticket, "resolution", unless="action.reopen")
+
+
+def _last_after(ticket: Ticket, kind: str, unless: str = "") -> dict[str, Any]:
+    # The journal is loaded with the ticket (selectin) and holds this unit's new events.
     for event in reversed(ticket.events):
-        if event.kind == KIND:
-            return list((event.after or {}).get("entries") or [])
-    return []
+        if event.kind == kind:
+            return dict(event.after or {})
+        if event.kind == unless:
+            break
+    return {}

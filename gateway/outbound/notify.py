@@ -233,6 +233,8 @@ def mail_context(
         "items": [],
         # Similar solved KB entries journalled on the ticket (shown to the assignee).
         "suggestions": kb_suggest.latest(ticket),
+        # How it was fixed, for the requester's accept-or-reject mail (a public event).
+        "resolution": kb_suggest.resolution(ticket),
         "from_name": settings.outbound.from_name,
     }
 

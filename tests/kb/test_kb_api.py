@@ -301,3 +301,25 @@ def test_a_failing_suggestion_lookup_never_fails_intake(
     key = new_ticket(client, "alice", subject="MySQL 连接超时 again")["key"]
     assert suggested(db, key) == []
     assert client.get(f"/api/v1/tickets/{key}", headers=auth("olga")).status_code == 200
+
+
+def test_the_requester_reads_the_solution_in_the_resolved_mail(
+    client: TestClient, db: Database
+) -> None:
+    key = new_ticket(client, "alice", subject="MySQL 连接超时")["key"]
+    act(client, "olga", key, action="start")
+    assert act(client, "olga", key, action="resolve", resolution=MYSQL).status_code == 200
+    assert act(client, "alice", key, action="reopen", reason="仍然超时").status_code == 200
+    act(client, "olga", key, action="start")
+    assert act(client, "olga", key, action="resolve").status_code == 200
+    with db.unit(readonly=True) as session:
+        mails = session.scalars(
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.event == "resolved", OutboxMessage.recipient == "alice@example.com"
+            )
+            .order_by(OutboxMessage.id)
+        ).all()
+    first, second = (m.payload["text"] for m in mails)
+    assert f"解决方案：{MYSQL['solution']}" in first and MYSQL["prevention"] in first
+    assert "解决方案" not in second  # the earlier fix did not hold: not shown again
