@@ -515,7 +515,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _report_calendar_known(self) -> Settings:
-        if self.reports.calendar not in self.sla.calendars:
+        if self.reports.calendar and self.reports.calendar not in self.sla.calendars:
             known = ", ".join(sorted(self.sla.calendars))
             raise ValueError(f"reports.calendar = {self.reports.calendar!r} is unknown ({known})")
         return self

@@ -20,7 +20,7 @@ from gateway.reports.summary import (
     parse_period,
     summarize,
 )
-from gateway.sla.calendar import Calendar
+from gateway.sla.calendar import TWENTY_FOUR_SEVEN, Calendar
 from gateway.storage.db import Database
 from gateway.storage.models import Ticket, TicketEvent
 
@@ -114,7 +114,8 @@ def load_rows(session: Session, start: datetime, end: datetime) -> list[TicketRo
 def calendar_lookup(settings: Settings) -> Callable[[TicketRow], Calendar]:
     """A ticket's business calendar: its SLA policy's, else `[reports] calendar`."""
     book = settings.sla_book()
-    default = book.calendars[settings.reports.calendar]
+    name = settings.reports.calendar_name(list(book.calendars))
+    default = book.calendars.get(name, TWENTY_FOUR_SEVEN)
 
     def calendar_for(row: TicketRow) -> Calendar:
         policy = book.policies.get(row.sla_policy or "")

@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.config import load_settings
+from gateway.config import ConfigError, load_settings
 from gateway.reports.query import calendar_lookup, parse_query
+from gateway.reports.settings import ReportSettings
 from gateway.reports.summary import bucket_of, stats, summarize, to_csv
 from tests.kb import report_fixture as fx
 
@@ -83,3 +84,14 @@ def test_dates_are_local_days_and_to_is_included() -> None:
     assert q.start == datetime(2026, 10, 31, 16, tzinfo=UTC)
     assert q.end == datetime(2026, 11, 30, 16, tzinfo=UTC)
     assert (q.group_by, q.bucket) == ("source", "week")
+
+
+def test_the_default_calendar_follows_the_configured_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert ReportSettings().calendar_name(["night", "business"]) == "business"
+    assert ReportSettings().calendar_name(["night", "day"]) == "night"
+    assert ReportSettings(calendar="day").calendar_name(["night", "day"]) == "day"
+    monkeypatch.setenv("GATEWAY_REPORTS__CALENDAR", "nowhere")
+    with pytest.raises(ConfigError, match=r"reports\.calendar = 'nowhere' is unknown"):
+        load_settings(None, require_file=False)
