@@ -106,6 +106,7 @@ def _tickets_query(args: argparse.Namespace) -> list[dict[str, Any]]:
 def cmd_act(args: argparse.Namespace) -> int:
     """Run a lifecycle action as a local administrator (the CLI has the database itself)."""
     from gateway.clock import utc_now
+    from gateway.kb.resolve import Resolution, record_resolution
     from gateway.storage.db import Database
     from gateway.storage.models import Ticket
     from gateway.tickets import service
@@ -119,10 +120,21 @@ def cmd_act(args: argparse.Namespace) -> int:
                 print(f"no ticket {args.key}", file=sys.stderr)
                 return 1
             cmd = Command(args.action, args.actor, "admin", args.assignee, args.group, args.reason)
-            result = service.apply_command(session, ticket, cmd, "cli", utc_now())
+            fix = Resolution(args.symptom, args.steps, args.solution, args.prevention)
+            if not fix.empty and args.action != "resolve":
+                print(f"{args.key}: --symptom/--steps/--solution/--prevention go with resolve",
+                      file=sys.stderr)  # fmt: skip
+                return 1
+            now = utc_now()
+            result = service.apply_command(session, ticket, cmd, "cli", now)
             if isinstance(result, Refused):
                 print(f"{args.key}: {result.reason}", file=sys.stderr)
                 return 1
+            entry = record_resolution(
+                session, ticket, fix, service.Actor(args.actor, "admin", "cli"), now
+            )
+            if entry is not None:
+                print(f"{args.key}: knowledge base entry {entry.id}")
             print(f"{args.key}: {ticket.status} {result.note}".rstrip())
     finally:
         db.dispose()
@@ -208,6 +220,20 @@ def cmd_inspections(args: argparse.Namespace) -> int:
     return commands.list_schedules(_settings(args), as_json=args.json)
 
 
+def cmd_kb(args: argparse.Namespace) -> int:
+    from gateway.kb import commands
+
+    return commands.search(_settings(args), args.text, args.limit, args.json)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from gateway.kb import commands
+
+    return commands.report(
+        _settings(args), args.start, args.end, args.group_by, args.bucket, args.format
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gateway", description="ops-gateway: IT-ops ticket intake"
@@ -246,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group")
     p.add_argument("--reason", help="needed to reassign, reopen or reject")
     p.add_argument("--as", dest="actor", default="admin@cli", help="who is acting (journal)")
+    for name in ("symptom", "steps", "solution", "prevention"):
+        # With resolve: the resolution; a solution makes a knowledge-base entry.
+        p.add_argument(f"--{name}", default="", help=f"with resolve: the {name}")
     tickets.set_defaults(func=cmd_tickets)
 
     rules = sub.add_parser("rules", help="test and check classification rules")
@@ -272,6 +301,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_config(isub.add_parser("run", help="create a schedule's ticket now"))
     p.add_argument("name")
     insp.set_defaults(func=cmd_inspections)
+
+    kb = sub.add_parser("kb", help="the knowledge base")
+    ksub = kb.add_subparsers(dest="kb_command", required=True)
+    p = with_config(ksub.add_parser("search", help="search entries (Chinese or English)"))
+    p.add_argument("text")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+    kb.set_defaults(func=cmd_kb)
+
+    p = with_config(sub.add_parser("report", help="ticket volume, times, SLA, reopen rate"))
+    p.add_argument("--from", dest="start", help="YYYY-MM-DD or ISO time (default: 30 days ago)")
+    p.add_argument("--to", dest="end", help="YYYY-MM-DD (included) or ISO time (default: now)")
+    p.add_argument("--group-by", choices=["type", "priority", "category", "group", "source"])
+    p.add_argument("--bucket", choices=["day", "week", "month"])
+    p.add_argument("--format", choices=["json", "csv"], default="json")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

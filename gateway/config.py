@@ -34,6 +34,8 @@ from connectors.settings import (
     EnrichmentSettings,
 )
 from gateway.inspections.settings import InspectionSettings, unique_names
+from gateway.kb.settings import KbSettings
+from gateway.reports.settings import ReportSettings
 from gateway.sla.holidays import HolidayError
 from gateway.sla.policy import Book, build_book
 from gateway.sla.settings import SlaSettings, TimeZoneName
@@ -506,6 +508,8 @@ class Settings(BaseSettings):
     inspections: Annotated[list[InspectionSettings], AfterValidator(unique_names)] = Field(
         default_factory=list
     )
+    kb: KbSettings = Field(default_factory=KbSettings)
+    reports: ReportSettings = Field(default_factory=ReportSettings)
 
     # Where the file was read from; relative paths in it (rules.path) resolve against it.
     config_dir: Path = Path(".")
@@ -535,6 +539,13 @@ class Settings(BaseSettings):
                     f"inspection {spec.name!r}: calendar {spec.calendar!r} names no "
                     f"[sla.calendars.{spec.calendar}] (known: {known})"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _report_calendar_known(self) -> Settings:
+        if self.reports.calendar and self.reports.calendar not in self.sla.calendars:
+            known = ", ".join(sorted(self.sla.calendars))
+            raise ValueError(f"reports.calendar = {self.reports.calendar!r} is unknown ({known})")
         return self
 
     @property

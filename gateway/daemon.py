@@ -12,6 +12,7 @@ import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -28,6 +29,7 @@ from gateway.ingest.inspections import InspectionJob, Inspector
 from gateway.ingest.smtp import IntakeHandler, make_smtp_factory
 from gateway.outbound.worker import OutboxWorker
 from gateway.pipeline import Pipeline
+from gateway.reports.metrics import ReportGauges
 from gateway.rules.engine import classify_intake
 from gateway.rules.holder import RulesHolder
 from gateway.sla.scanner import SlaJob
@@ -121,6 +123,16 @@ class Daemon:
                 id="inspections",
                 max_instances=1,
                 coalesce=True,
+            )
+        if self.settings.reports.metrics_refresh_seconds > 0:
+            scheduler.add_job(
+                ReportGauges(self.db, self.settings, utc_now).run,
+                "interval",
+                seconds=self.settings.reports.metrics_refresh_seconds,
+                id="report-gauges",
+                max_instances=1,
+                coalesce=True,
+                next_run_time=datetime.now(UTC),  # figures from the first scrape on
             )
         scheduler.start()
         self.committer.start()

@@ -27,6 +27,7 @@ from gateway.config import Settings
 from gateway.enrich import Enricher, record_pending
 from gateway.ingest.followup import key_from_addresses
 from gateway.intake import Intake
+from gateway.kb import suggest as kb_suggest
 from gateway.outbound.notify import queue_notifications
 from gateway.rules.model import Group
 from gateway.storage.db import Database, StoreUnavailable
@@ -391,6 +392,14 @@ class Pipeline:
             next(raw_ids) if raw is not None else intake.raw_id for intake, raw, _ in raws
         ]
         bulk.insert_journal(session, specs, tickets, event_raw_ids, now)
+        # Known fixes for the whole batch in one statement, before the acknowledgements and
+        # assignment mails are planned from the journal (they show the suggestions).
+        kb_suggest.attach_rows(
+            session,
+            self.settings.kb,
+            [(t.id, s.new.subject, s.new.description) for t, s in zip(tickets, specs, strict=True)],
+            now,
+        )
         if self.settings.outbound.enabled or calls_enabled(self.settings):
             # The bulk rows bypassed the ORM; the acknowledgements are planned from the
             # journal rows just written, like those of the per-item path.
@@ -580,6 +589,7 @@ class Pipeline:
         )
         service.journal(session, ticket, now=now, **self._classified_note(decision))
         record_pending(session, [(ticket, new.labels)], now)
+        kb_suggest.attach(session, self.settings.kb, [ticket], now)
         if strategy:
             service.journal(
                 session,

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import FastAPI
 
-from gateway.api import errors, health, inspections, oa, outbox, tickets, webhooks
+from gateway.api import errors, health, inspections, kb, oa, outbox, reports, tickets, webhooks
 from gateway.api.auth import TokenAuth
 from gateway.api.limits import BodyLimit
 from gateway.clock import Clock, utc_now
@@ -46,6 +46,8 @@ def create_app(
     # OA callbacks: connectors built on first use (checking a signature needs no network).
     app.state.oa_connectors = {}
     app.include_router(oa.router)
+    app.include_router(kb.router)
+    app.include_router(reports.router)
     webhooks.warn_unauthenticated(settings)
     app.add_middleware(BodyLimit, limit=settings.http.max_body_bytes)
     return app

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from gateway.api.auth import Principal, principal, require
 from gateway.api.errors import ApiError
 from gateway.intake import Intake, Source
+from gateway.kb.resolve import Resolution, record_resolution, resolution_problem
 from gateway.outbound.notify import queue_notifications
 from gateway.pipeline import Created, Duplicate, Pipeline, Updated
 from gateway.storage.db import Database
@@ -61,11 +62,26 @@ class CommentIn(Body):
     public: bool = True
 
 
+class ResolutionIn(Body):
+    """With `resolve`: what was wrong and how it was fixed; a solution makes a KB entry."""
+
+    symptom: str = Field(default="", max_length=100_000)
+    steps: str = Field(default="", max_length=100_000)
+    solution: str = Field(default="", max_length=100_000)
+    prevention: str = Field(default="", max_length=100_000)
+    title: str | None = Field(default=None, max_length=998)
+    tags: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list, max_length=50)
+
+    def value(self) -> Resolution:
+        return Resolution(**self.model_dump(exclude={"tags"}), tags=tuple(self.tags))
+
+
 class TransitionIn(Body):
     action: Literal["assign", "start", "pend", "resolve", "close", "reopen", "approve", "reject"]
     assignee: str | None = Field(default=None, max_length=320)
     group: str | None = Field(default=None, max_length=100)
     reason: str | None = Field(default=None, max_length=2000)
+    resolution: ResolutionIn | None = None
 
 
 def _db(request: Request) -> Database:
@@ -207,12 +223,18 @@ def transition(request: Request, who: Caller, key: str, body: TransitionIn) -> d
         group=body.group,
         reason=body.reason,
     )
+    resolution = body.resolution.value() if body.resolution is not None else None
+    problem = resolution_problem(request.app.state.settings.kb, body.action, who.role, resolution)
+    if problem:
+        raise ApiError(422, "invalid", problem)
     with _db(request).unit() as session:
         ticket = _load(session, key, who)
         result = service.apply_command(session, ticket, cmd, "api", now)
         if isinstance(result, Refused):
             # A role that may never do this is 403; a legal role at the wrong moment is 409.
             raise ApiError(403 if result.forbidden else 409, "refused", result.reason)
+        if resolution is not None:
+            record_resolution(session, ticket, resolution, _actor(who), now)
         _notify(request, session, now)
         return _ticket_dict(request, ticket)
 

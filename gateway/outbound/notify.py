@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from gateway.approvals.queue import queue_connector_calls
 from gateway.config import Settings
 from gateway.ingest.followup import reply_address
+from gateway.kb import suggest as kb_suggest
 from gateway.outbound import metrics
 from gateway.outbound.message import new_message_id
 from gateway.outbound.plan import EventFacts, Planned, TicketFacts, plan
@@ -233,6 +234,10 @@ def mail_context(
         "reject_word": _word(replies.reject_words, language, "not fixed"),
         "recipient": recipient,
         "items": [],
+        # Similar solved KB entries journalled on the ticket (shown to the assignee).
+        "suggestions": kb_suggest.latest(ticket),
+        # How it was fixed, for the requester's accept-or-reject mail (a public event).
+        "resolution": kb_suggest.resolution(ticket),
         "from_name": settings.outbound.from_name,
     }
 

@@ -65,7 +65,8 @@ class Book:
     by_type: dict[str, str]
     pause_statuses: frozenset[str]
     at_risk: timedelta  # a due time this close counts the ticket as at risk (metric)
-    # Every [sla.calendars.NAME], holidays loaded: inspections' "working days only" too.
+    # Every [sla.calendars.NAME], holidays loaded: inspections' "working days only" and the
+    # reports' business time run on them.
     calendars: dict[str, Calendar] = field(default_factory=dict)
 
     def choose(self, type: str, priority: str, rule_policy: str | None) -> tuple[str | None, bool]:

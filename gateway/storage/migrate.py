@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -19,6 +20,21 @@ def alembic_config(engine: Engine | None = None) -> Config:
     if engine is not None:
         cfg.attributes["engine"] = engine
     return cfg
+
+
+# Schema objects only the migrations know (SQLite FTS5 tables and their shadow tables, a
+# pg_trgm index with an operator class): model comparisons leave them out.
+MIGRATION_ONLY_TABLES = ("kb_fts",)
+MIGRATION_ONLY_INDEXES = frozenset({"ix_kb_entries_search_trgm"})
+
+
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    """alembic `include_object`: skip what MIGRATION_ONLY_* names."""
+    if type_ == "table" and name and name.startswith(MIGRATION_ONLY_TABLES):
+        return False
+    return not (type_ == "index" and name in MIGRATION_ONLY_INDEXES)
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

@@ -358,3 +358,30 @@ class IntakeKey(Base):
     first_seen: Mapped[datetime] = mapped_column(_tz())
     last_seen: Mapped[datetime] = mapped_column(_tz())
     deliveries: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class KbEntry(Base):
+    """A knowledge-base entry, written when a ticket is resolved with a solution.
+
+    `search_text` is every searchable field, NFKC-normalised and case-folded (gateway/kb/text.py):
+    SQLite's FTS5 trigram table `kb_fts` follows it through triggers, PostgreSQL indexes it
+    with pg_trgm; both are created by migration 0008 only (see migrate.include_object).
+    """
+
+    __tablename__ = "kb_entries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # One entry per ticket: resolving it again after a reopen updates the entry.
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), unique=True)
+    title: Mapped[str] = mapped_column(String(998))
+    symptom: Mapped[str] = mapped_column(Text, default="")
+    steps: Mapped[str] = mapped_column(Text, default="")
+    solution: Mapped[str] = mapped_column(Text, default="")
+    prevention: Mapped[str] = mapped_column(Text, default="")
+    tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    category: Mapped[str | None] = mapped_column(String(100))
+    search_text: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(_tz())
+    updated_by: Mapped[str] = mapped_column(String(320))
+    updated_at: Mapped[datetime] = mapped_column(_tz(), index=True)

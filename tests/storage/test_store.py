@@ -25,7 +25,10 @@ ACTOR = service.Actor("alice@example.com", "agent", "test")
 
 def test_migrations_match_models(db: Database) -> None:
     with db.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"include_object": migrate.include_object}),
+            Base.metadata,
+        )
     assert diff == []
     assert migrate.current_revision(db.engine) == migrate.head_revision()
 
