@@ -11,7 +11,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
 from typing import Any, Protocol
@@ -250,14 +250,26 @@ class Pipeline:
         """
         with self.db.unit(readonly=True) as session:
             seen = self._ledger(session, items, keys)
-        specs: list[bulk.TicketSpec | None] = []
-        first: set[tuple[str, str]] = set()
-        for (intake, raw), key in zip(items, keys, strict=True):
-            ident = (str(intake.source), key or "")
-            fresh = not key or (ident not in seen and ident not in first)
-            specs.append(self._bulk_spec(intake, raw) if fresh else None)
-            if key:
-                first.add(ident)
+            specs: list[bulk.TicketSpec | None] = []
+            first: set[tuple[str, str]] = set()
+            for (intake, raw), key in zip(items, keys, strict=True):
+                ident = (str(intake.source), key or "")
+                fresh = not key or (ident not in seen and ident not in first)
+                specs.append(self._bulk_spec(intake, raw) if fresh else None)
+                if key:
+                    first.add(ident)
+            # Known fixes, looked up for the whole batch in one statement, are journalled
+            # beside "created" (the acknowledgement and assignment mails show them); a read,
+            # so it too stays out of the write transaction.
+            new = [(i, spec) for i, spec in enumerate(specs) if spec is not None]
+            texts = [
+                kb_suggest.ticket_text(self.settings.kb, s.new.subject, s.new.description)
+                for _, s in new
+            ]
+            found_all = kb_suggest.find(session, self.settings.kb, texts)
+            for (i, spec), found in zip(new, found_all, strict=True):
+                if found:
+                    specs[i] = replace(spec, notes=(*spec.notes, kb_suggest.as_note(found)))
         return specs
 
     def _ledger(
@@ -392,14 +404,6 @@ class Pipeline:
             next(raw_ids) if raw is not None else intake.raw_id for intake, raw, _ in raws
         ]
         bulk.insert_journal(session, specs, tickets, event_raw_ids, now)
-        # Known fixes for the whole batch in one statement, before the acknowledgements and
-        # assignment mails are planned from the journal (they show the suggestions).
-        kb_suggest.attach_rows(
-            session,
-            self.settings.kb,
-            [(t.id, s.new.subject, s.new.description) for t, s in zip(tickets, specs, strict=True)],
-            now,
-        )
         if self.settings.outbound.enabled or calls_enabled(self.settings):
             # The bulk rows bypassed the ORM; the acknowledgements are planned from the
             # journal rows just written, like those of the per-item path.

@@ -11,14 +11,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from gateway.kb import store
 from gateway.kb.settings import KbSettings
-from gateway.storage.models import Ticket, TicketEvent
-from gateway.tickets import service
+from gateway.storage.models import Ticket
+from gateway.tickets import bulk, service
 
 log = logging.getLogger(__name__)
 KIND = "kb_suggested"
@@ -60,31 +59,9 @@ def attach(session: Session, cfg: KbSettings, tickets: Sequence[Ticket], now: da
             service.journal(session, ticket, ACTOR, KIND, now, public=False, **_event(found))
 
 
-def attach_rows(
-    session: Session,
-    cfg: KbSettings,
-    tickets: Sequence[tuple[int, str, str]],
-    now: datetime,
-) -> None:
-    """Journal suggestions for bulk-inserted tickets: (id, subject, description) each."""
-    texts = [ticket_text(cfg, subject, description) for _, subject, description in tickets]
-    rows = [
-        {
-            "ticket_id": ticket_id,
-            "at": now,
-            "actor": ACTOR.id,
-            "channel": ACTOR.channel,
-            "kind": KIND,
-            "before": {},
-            "public": False,
-            "raw_id": None,
-        }
-        | _event(found)
-        for (ticket_id, _, _), found in zip(tickets, find(session, cfg, texts), strict=True)
-        if found
-    ]
-    if rows:
-        session.execute(insert(TicketEvent.__table__), rows)
+def as_note(found: Sequence[store.Suggestion]) -> bulk.Note:
+    """The `kb_suggested` journal row of a bulk-inserted ticket (gateway/tickets/bulk.py)."""
+    return bulk.Note(actor=ACTOR, kind=KIND, public=False, **_event(found))
 
 
 def latest(ticket: Ticket) -> list[dict[str, Any]]:
