@@ -43,6 +43,19 @@ STATUS_ZH = {
     "approved": "已批准",
     "rejected": "已驳回",
 }
+# The English mails name the status in words, not as the API's identifiers.
+STATUS_EN = {
+    "new": "new",
+    "assigned": "assigned",
+    "in_progress": "in progress",
+    "pending": "waiting for your reply",
+    "resolved": "resolved",
+    "closed": "closed",
+    "reopened": "reopened",
+    "pending_approval": "waiting for approval",
+    "approved": "approved",
+    "rejected": "rejected",
+}
 
 
 def own_addresses(settings: Settings) -> frozenset[str]:
@@ -213,6 +226,7 @@ def mail_context(
         "priority": ticket.priority,
         "status": ticket.status,
         "status_zh": STATUS_ZH.get(ticket.status, ticket.status),
+        "status_en": STATUS_EN.get(ticket.status, ticket.status),
         "type": ticket.type,
         "requester": ticket.requester or "",
         "requester_name": ticket.requester_name or "",

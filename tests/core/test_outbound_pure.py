@@ -136,8 +136,11 @@ def test_times_are_in_the_daemons_zone_and_resolved_asks_for_a_verdict(renderer)
     zh = renderer.mail("resolved", "zh", context())
     assert "2026-11-25 17:00 (Asia/Shanghai)" in zh.text
     assert '"已解决"' in zh.text and '"未解决"' in zh.text
-    breach = renderer.mail("sla_breach", "en", context(status="in_progress"))
+    breach = renderer.mail(
+        "sla_breach", "en", context(status="in_progress", status_en="in progress")
+    )
     assert "Resolution was due: 2026-11-25 21:00 (Asia/Shanghai)" in breach.text
+    assert "Status:    in progress" in breach.text and "in_progress" not in breach.text
 
 
 def test_templates_can_be_overridden_from_a_folder(tmp_path: Path) -> None:
