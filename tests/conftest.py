@@ -16,6 +16,7 @@ from sqlalchemy import create_engine
 from gateway.config import DatabaseSettings, Settings, load_settings
 from gateway.storage import migrate
 from gateway.storage.db import Database
+from tests.daemons import Running, init, running
 
 PG_URL = os.environ.get("GATEWAY_TEST_POSTGRES_URL", "")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -121,3 +122,10 @@ def certificate(tmp_path: Path) -> tuple[str, str]:
         check=True, capture_output=True,
     )  # fmt: skip
     return str(cert), str(key)
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Running]:
+    """`gateway init` + `gateway run` on loopback ports, ready; rules re-read every 0.2 s."""
+    with running(init(tmp_path), {"GATEWAY_RULES__WATCH_SECONDS": "0.2"}) as started:
+        yield started

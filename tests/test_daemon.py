@@ -10,103 +10,13 @@ import signal
 import smtplib
 import socket
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import IN_CI
-
-GATEWAY = [sys.executable, "-m", "gateway.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-@dataclass
-class Running:
-    proc: subprocess.Popen
-    folder: Path
-    env: dict[str, str]
-    smtp_port: int
-    http_port: int
-    token: str
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [*GATEWAY, *args, "--config", str(self.folder / "gateway.toml")],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-
-@pytest.fixture
-def daemon(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Running]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    init = subprocess.run(
-        [*GATEWAY, "init", "--dir", str(tmp_path)], env=env, capture_output=True, text=True
-    )
-    assert init.returncode == 0, init.stderr
-    token = re.search(r"admin API token: (\S+)\)", init.stdout).group(1)
-    smtp_port, http_port = free_port(), free_port()
-    env.update(
-        GATEWAY_SMTP__PORT=str(smtp_port),
-        GATEWAY_HTTP__PORT=str(http_port),
-        GATEWAY_RULES__WATCH_SECONDS="0.2",
-    )
-    log = open(tmp_path / "daemon.log", "w")  # noqa: SIM115 - closed in the finaliser
-    proc = subprocess.Popen(
-        [*GATEWAY, "run", "--config", str(tmp_path / "gateway.toml")],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    running = Running(proc, tmp_path, env, smtp_port, http_port, token)
-
-    def ready() -> bool:
-        assert proc.poll() is None, (tmp_path / "daemon.log").read_text()
-        try:
-            return httpx.get(f"http://127.0.0.1:{http_port}/readyz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(ready, what="daemon ready")
-    yield running
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-    log.close()
-
-
-def send(port: int, subject: str, body: str, sender: str = "alice@example.com", **headers) -> tuple:
-    msg = EmailMessage()
-    msg["From"] = f"Alice <{sender}>"
-    msg["To"] = "support@example.com"
-    msg["Subject"] = subject
-    for name, value in headers.items():
-        msg[name.replace("_", "-")] = value
-    msg.set_content(body)
-    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
-        return client.send_message(msg), client.noop()
+from tests.daemons import GATEWAY, Running, init, send, wait_for
 
 
 def test_mail_becomes_a_ticket_in_cli_and_api(daemon: Running) -> None:
@@ -221,11 +131,7 @@ def test_bad_config_names_the_key(tmp_path: Path) -> None:
 
 
 def test_init_never_overwrites(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    first = subprocess.run(
-        [*GATEWAY, "init", "--dir", str(tmp_path)], env=env, capture_output=True, text=True
-    )
-    assert first.returncode == 0, first.stderr
+    env = init(tmp_path).env
     (tmp_path / "rules.yaml").write_text("# mine\n")
     before = (tmp_path / "gateway.toml").read_text()
     again = subprocess.run(

@@ -3,7 +3,6 @@ SO_REUSEPORT, the writer slot shared through the lock file beside the database."
 
 from __future__ import annotations
 
-import os
 import re
 import smtplib
 import sqlite3
@@ -19,7 +18,7 @@ import pytest
 
 from gateway.config import DatabaseSettings
 from gateway.storage.db import Database, WriterLock
-from tests.test_daemon import GATEWAY, free_port, wait_for
+from tests.daemons import free_port, init, running
 
 HOLDER = """
 import sys, time
@@ -82,52 +81,15 @@ def test_a_file_database_uses_the_lock_file(tmp_path: Path) -> None:
 
 @pytest.fixture
 def two_daemons(tmp_path: Path) -> Iterator[tuple[int, list[int], Path]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    init = subprocess.run(
-        [*GATEWAY, "init", "--dir", str(tmp_path)], env=env, capture_output=True, text=True
-    )
-    assert init.returncode == 0, init.stderr
+    folder = init(tmp_path)
     smtp_port = free_port()
-    http_ports = [free_port(), free_port()]
-    procs: list[subprocess.Popen] = []
-    logs = []
-    for n, http_port in enumerate(http_ports):
-        log = open(tmp_path / f"daemon{n}.log", "w")  # noqa: SIM115 - closed below
-        logs.append(log)
-        procs.append(
-            subprocess.Popen(
-                [*GATEWAY, "run", "--config", str(tmp_path / "gateway.toml")],
-                env=env
-                | {
-                    "GATEWAY_SMTP__PORT": str(smtp_port),
-                    "GATEWAY_SMTP__REUSE_PORT": "true",
-                    "GATEWAY_HTTP__PORT": str(http_port),
-                },
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
-
-    def ready(n: int) -> bool:
-        assert procs[n].poll() is None, (tmp_path / f"daemon{n}.log").read_text()
-        try:
-            url = f"http://127.0.0.1:{http_ports[n]}/readyz"
-            return httpx.get(url, timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    for n in range(2):
-        wait_for(lambda n=n: ready(n), what=f"daemon {n} ready")
-    yield smtp_port, http_ports, tmp_path
-    for proc in procs:
-        proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    for log in logs:
-        log.close()
+    shared = {"GATEWAY_SMTP__REUSE_PORT": "true"}
+    with (
+        running(folder, shared, smtp_port=smtp_port, log_name="daemon0.log") as first,
+        running(folder, shared, smtp_port=smtp_port, log_name="daemon1.log") as second,
+    ):
+        yield smtp_port, [first.http_port, second.http_port], tmp_path
+        assert first.stop() == 0 and second.stop() == 0
 
 
 def smtp_intake(http_port: int) -> float:

@@ -3,9 +3,6 @@ daemon's retry job enriches it once NetBox answers."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 from pathlib import Path
 
 from sqlalchemy import select
@@ -14,31 +11,22 @@ from gateway.config import DatabaseSettings
 from gateway.storage.db import Database
 from gateway.storage.models import Ticket
 from tests.connectors.netbox_server import TOKEN, NetBoxServer
-from tests.outbound.servers import free_port
-from tests.test_daemon import GATEWAY, send, wait_for
+from tests.daemons import init, running, send, wait_for
 
 
 def test_daemon_retry_job_enriches_after_netbox_returns(tmp_path: Path) -> None:
     netbox = NetBoxServer()  # not started: connection refused
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    init = subprocess.run(
-        [*GATEWAY, "init", "--dir", str(tmp_path)], env=env, capture_output=True, text=True
+    folder = init(tmp_path)
+    folder.edit(
+        lambda text: (
+            text.replace('cmdb = ""', 'cmdb = "nb"').replace(
+                "retry_seconds = 60 ", "retry_seconds = 0.2"
+            )
+            + f'\n[connectors.nb]\nkind = "netbox"\nurl = "{netbox.url}"\ntoken = "{TOKEN}"\n'
+            "retries = 0\nbreaker_failures = 1\nbreaker_seconds = 0.2\n"
+        )
     )
-    assert init.returncode == 0, init.stderr
-    config = tmp_path / "gateway.toml"
-    text = config.read_text(encoding="utf-8")
-    text = text.replace('cmdb = ""', 'cmdb = "nb"').replace(
-        "retry_seconds = 60 ", "retry_seconds = 0.2"
-    )
-    text += (
-        f'\n[connectors.nb]\nkind = "netbox"\nurl = "{netbox.url}"\ntoken = "{TOKEN}"\n'
-        "retries = 0\nbreaker_failures = 1\nbreaker_seconds = 0.2\n"
-    )
-    config.write_text(text, encoding="utf-8")
-    smtp_port, http_port = free_port(), free_port()
-    env.update(GATEWAY_SMTP__PORT=str(smtp_port), GATEWAY_HTTP__PORT=str(http_port))
-    db = Database(DatabaseSettings(url=f"sqlite:///{(tmp_path / 'gateway.db').as_posix()}"))
-    log_path = tmp_path / "daemon.log"
+    db = Database(DatabaseSettings(url=folder.database_url))
 
     def ticket() -> Ticket | None:
         with db.unit(readonly=True) as s:
@@ -47,13 +35,9 @@ def test_daemon_retry_job_enriches_after_netbox_returns(tmp_path: Path) -> None:
                 found.events  # noqa: B018 - load the journal before the session closes
             return found
 
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [*GATEWAY, "run", "--config", str(config)], env=env, stdout=log, stderr=log
-        )
-        try:
-            wait_for(lambda: "gateway ready" in log_path.read_text(), what="daemon ready")
-            send(smtp_port, "disk full on db-bj-03.prod.example.com", "please look")
+    try:
+        with running(folder) as daemon:
+            send(daemon.smtp_port, "disk full on db-bj-03.prod.example.com", "please look")
             wait_for(lambda: ticket() is not None, what="ticket created")
             assert ticket().labels["cmdb.lookup"] == "pending"
             netbox.start()
@@ -61,11 +45,7 @@ def test_daemon_retry_job_enriches_after_netbox_returns(tmp_path: Path) -> None:
             t = ticket()
             assert t.labels["cmdb.service"] == "payments" and "cmdb.lookup" not in t.labels
             assert [e.kind for e in t.events].count("enriched") == 1
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(30) == 0, log_path.read_text()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            netbox.stop()
-            db.dispose()
+            assert daemon.stop() == 0, daemon.log()
+    finally:
+        netbox.stop()
+        db.dispose()

@@ -27,8 +27,8 @@ from gateway.rules.holder import RulesHolder
 from gateway.storage.db import Database
 from gateway.storage.models import Ticket
 from tests.conftest import IN_CI
+from tests.daemons import free_port, wait_for
 from tests.ingest.alerting import RULES, TOKEN, tickets, webhook_settings
-from tests.test_daemon import free_port, wait_for
 
 BINARY = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.test_daemon import Running, daemon, send, wait_for  # noqa: F401 - fixture
+from tests.daemons import Running, send, wait_for
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "ops-gateway-reports.json"
 
@@ -30,7 +30,7 @@ def exposed(text: str) -> set[str]:
     return names
 
 
-def test_every_dashboard_metric_is_exposed(daemon: Running) -> None:  # noqa: F811
+def test_every_dashboard_metric_is_exposed(daemon: Running) -> None:
     send(daemon.smtp_port, "服务器宕机 db-bj-03", "数据库服务器无法连接")
     url = f"http://127.0.0.1:{daemon.http_port}/metrics"
     # The report gauges are filled by a job that runs once at start-up.
