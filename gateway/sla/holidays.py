@@ -29,6 +29,14 @@ class HolidayError(ValueError):
     """A holiday file is missing or malformed; the message names the file and entry."""
 
 
+def uncovered_years(covered: Iterable[int], today: date, ahead_days: int = 45) -> list[int]:
+    """The years a daemon starting `today` will soon count in, that no file covers: this
+    year, and next year once it is `ahead_days` away. Without a file such a year counts
+    weekdays only, so its Spring Festival would be a working week (pure)."""
+    soon = {today.year, (today + timedelta(days=ahead_days)).year}
+    return sorted(soon - set(covered))
+
+
 def load_set(name: str, folders: Iterable[Path] = ()) -> HolidaySet:
     """Every `<name>-*.yaml` in the shipped folder and `folders` (later folders win a year)."""
     by_year: dict[str, Path] = {}

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from gateway.sla.calendar import Calendar, make_calendar
-from gateway.sla.holidays import load_set
+from gateway.sla.holidays import load_set, uncovered_years
 from gateway.sla.settings import CalendarSettings, LevelSettings, SlaSettings
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,17 @@ def build_book(cfg: SlaSettings, config_dir: Path = Path(".")) -> Book:
 
 def _calendar(c: CalendarSettings, folders: list[Path]) -> Calendar:
     days = load_set(c.holidays, folders) if c.holidays else None
+    if days is not None:
+        today = datetime.now(ZoneInfo(c.timezone)).date()
+        for year in uncovered_years(days.years, today):
+            log.warning(
+                "holiday set %r has no file for %d: its days count as plain weekdays until "
+                "%s-%d.yaml is added to [sla] holidays_dir (README: SLA, holiday files)",
+                c.holidays,
+                year,
+                c.holidays,
+                year,
+            )
     return make_calendar(
         c.timezone,
         c.hours,

@@ -16,7 +16,7 @@ from gateway.sla.calendar import (
     make_calendar,
     parse_span,
 )
-from gateway.sla.holidays import HolidayError, load_set
+from gateway.sla.holidays import HolidayError, load_set, uncovered_years
 
 SH = ZoneInfo("Asia/Shanghai")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -43,6 +43,15 @@ def test_the_2026_notice_is_shipped() -> None:
         date(2026, 5, 9), date(2026, 9, 20), date(2026, 10, 10),
     }  # fmt: skip
     assert len(CN.holidays) == 3 + 9 + 3 + 5 + 3 + 3 + 7
+
+
+def test_a_year_without_a_holiday_file_is_reported_before_it_starts() -> None:
+    shipped = load_set("cn").years
+    assert uncovered_years(shipped, date(2026, 6, 1)) == []
+    # Mid-November on, next year's missing notice is worth a warning at start-up.
+    assert uncovered_years(shipped, date(2026, 11, 29)) == [2027]
+    assert uncovered_years(shipped, date(2027, 3, 1)) == [2027]
+    assert uncovered_years({2026, 2027}, date(2026, 12, 20)) == []
 
 
 def test_friday_evening_runs_on_monday_morning() -> None:
