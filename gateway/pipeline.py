@@ -16,7 +16,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, Protocol
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -38,6 +38,17 @@ from gateway.tickets.followups import apply_followup, sender_role
 from gateway.tickets.states import DONE_STATUSES
 
 log = logging.getLogger(__name__)
+# The ledger lookups of every batch, built once (building them cost more than running them).
+_LEDGER = select(IntakeKey).where(
+    IntakeKey.source == bindparam("source"), IntakeKey.key.in_(bindparam("keys", expanding=True))
+)
+_INSERT_RAW = insert(RawMessage.__table__).returning(
+    RawMessage.__table__.c.id, sort_by_parameter_order=True
+)
+_INSERT_LEDGER = insert(IntakeKey.__table__)
+_LEDGER_KEYS = select(IntakeKey.key).where(
+    IntakeKey.source == bindparam("source"), IntakeKey.key.in_(bindparam("keys", expanding=True))
+)
 
 TICKET_TAG = re.compile(r"\[([A-Z][A-Z0-9]{1,15}-\d{3,12})\]")
 
@@ -249,7 +260,7 @@ class Pipeline:
         one that lands between this read and the transaction just leaves its spec unused.
         """
         with self.db.unit(readonly=True) as session:
-            seen = self._ledger(session, items, keys)
+            seen = self._seen(session, items, keys)
             specs: list[bulk.TicketSpec | None] = []
             first: set[tuple[str, str]] = set()
             for (intake, raw), key in zip(items, keys, strict=True):
@@ -284,11 +295,27 @@ class Pipeline:
                 by_source.setdefault(str(intake.source), []).append(key)
         found: dict[tuple[str, str], IntakeKey] = {}
         for source, wanted in by_source.items():
-            rows = session.scalars(
-                select(IntakeKey).where(IntakeKey.source == source, IntakeKey.key.in_(wanted))
-            )
+            rows = session.scalars(_LEDGER, {"source": source, "keys": wanted})
             found.update(((row.source, row.key), row) for row in rows)
         return found
+
+    @staticmethod
+    def _seen(
+        session: Session,
+        items: Sequence[tuple[Intake, RawInput | None]],
+        keys: Sequence[str | None],
+    ) -> set[tuple[str, str]]:
+        """The (source, key) pairs the ledger already holds: `_ledger` without ORM objects."""
+        by_source: dict[str, list[str]] = {}
+        for (intake, _), key in zip(items, keys, strict=True):
+            if key:
+                by_source.setdefault(str(intake.source), []).append(key)
+        conn = session.connection()
+        seen: set[tuple[str, str]] = set()
+        for source, wanted in by_source.items():
+            rows = conn.execute(_LEDGER_KEYS, {"source": source, "keys": wanted})
+            seen.update((source, key) for (key,) in rows)
+        return seen
 
     def _redelivered(self, session: Session, seen: IntakeKey, now: datetime) -> Duplicate:
         seen.deliveries += 1
@@ -389,16 +416,7 @@ class Pipeline:
             if raw is not None
         ]
         raw_ids = iter(
-            session.connection()
-            .execute(
-                insert(RawMessage.__table__).returning(
-                    RawMessage.__table__.c.id, sort_by_parameter_order=True
-                ),
-                raw_rows,
-            )
-            .scalars()
-            if raw_rows
-            else ()
+            session.connection().execute(_INSERT_RAW, raw_rows).scalars() if raw_rows else ()
         )
         event_raw_ids = [
             next(raw_ids) if raw is not None else intake.raw_id for intake, raw, _ in raws
@@ -426,7 +444,7 @@ class Pipeline:
             if keys[i]
         ]
         if ledger:
-            session.connection().execute(insert(IntakeKey.__table__), ledger)
+            session.connection().execute(_INSERT_LEDGER, ledger)
         for t in tickets:
             metrics.TICKETS_CREATED.labels(t.type, t.priority).inc()
         return [(i, t.key) for (i, _), t in zip(bulk_items, tickets, strict=True)]

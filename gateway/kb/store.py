@@ -168,6 +168,13 @@ def _contains(term: str) -> Any:
     return KbEntry.search_text.like(kbtext.like_pattern(term), escape="\\")
 
 
+_ANY_ENTRY = select(KbEntry.id).limit(1)
+
+
+def has_entries(session: Session) -> bool:
+    return session.connection().execute(_ANY_ENTRY).first() is not None
+
+
 def suggest_many(
     session: Session, texts: Sequence[str], *, limit: int = 3, min_score: float = 0.3
 ) -> list[list[Suggestion]]:
@@ -214,7 +221,7 @@ def _candidates(
     several times more: it scores every entry that holds any common term (服务器, failed).
     """
     distinct = sorted({term for terms in wanted for term in terms})
-    if not distinct or session.scalar(select(KbEntry.id).limit(1)) is None:
+    if not distinct or not has_entries(session):
         return {}
     sqlite = session.get_bind().dialect.name == "sqlite"
     params: dict[str, Any] = {}

@@ -39,8 +39,10 @@ def _event(suggestions: Sequence[store.Suggestion]) -> dict[str, Any]:
 def find(session: Session, cfg: KbSettings, texts: Sequence[str]) -> list[list[store.Suggestion]]:
     """Suggestions per text; a failing lookup costs the tickets their suggestions, never the
     intake (a savepoint keeps PostgreSQL's transaction usable after an error)."""
-    if not cfg.suggest or cfg.suggest_limit == 0:
+    if not cfg.suggest or cfg.suggest_limit == 0 or not texts:
         return [[] for _ in texts]
+    if not store.has_entries(session):
+        return [[] for _ in texts]  # a new installation: one indexed probe, no terms cut
     try:
         with session.begin_nested():
             return store.suggest_many(

@@ -29,6 +29,12 @@ from gateway.tickets.service import (
     ticket_prefix,
 )
 
+# Built once: constructing a statement per batch cost about as much as running it.
+_INSERT_TICKETS = insert(Ticket.__table__).returning(
+    Ticket.__table__.c.id, sort_by_parameter_order=True
+)
+_INSERT_EVENTS = insert(TicketEvent.__table__)
+
 
 @dataclass(frozen=True)
 class Note:
@@ -75,13 +81,8 @@ def insert_tickets(
     rows = [ticket_fields(settings, s.new, k, now) for s, k in zip(specs, keys, strict=True)]
     # The ORM attribute `group` maps to the column `group_name`; Core wants column names.
     columns = [{("group_name" if k == "group" else k): v for k, v in r.items()} for r in rows]
-    table = Ticket.__table__
     # Core on the session's connection: the ORM's execute layer is pure overhead for these.
-    ids = (
-        session.connection()
-        .execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), columns)
-        .scalars()
-    )
+    ids = session.connection().execute(_INSERT_TICKETS, columns).scalars()
     return [
         NewRow(id, row["key"], row["type"], row["priority"], {n: row[n] for n in SNAPSHOT_FIELDS})
         for id, row in zip(ids, rows, strict=True)
@@ -114,7 +115,7 @@ def insert_journal(
             for n in spec.notes
         )
     if rows:
-        session.connection().execute(insert(TicketEvent.__table__), rows)
+        session.connection().execute(_INSERT_EVENTS, rows)
 
 
 def _event(

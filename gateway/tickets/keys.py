@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Integer, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -10,6 +14,18 @@ from gateway.storage.models import TicketKeyCounter
 
 def format_key(prefix: str, number: int, digits: int) -> str:
     return f"{prefix}-{number:0{digits}d}"
+
+
+@cache
+def _bump(dialect: str) -> Any:
+    """The upsert, built once per dialect: building it per batch cost more than running it."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = TicketKeyCounter.__table__
+    n = bindparam("n", type_=Integer())
+    stmt = insert(table).values(prefix=bindparam("prefix"), last_value=n)
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.prefix], set_={"last_value": table.c.last_value + n}
+    ).returning(table.c.last_value)
 
 
 def allocate_keys(session: Session, prefix: str, digits: int, count: int = 1) -> list[str]:
@@ -22,14 +38,8 @@ def allocate_keys(session: Session, prefix: str, digits: int, count: int = 1) ->
     """
     if count < 1:
         return []
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    table = TicketKeyCounter.__table__
-    stmt = insert(table).values(prefix=prefix, last_value=count)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[table.c.prefix], set_={"last_value": table.c.last_value + count}
-    ).returning(table.c.last_value)
-    last = session.connection().execute(stmt).scalar_one()
+    stmt = _bump(session.get_bind().dialect.name)
+    last = session.connection().execute(stmt, {"prefix": prefix, "n": count}).scalar_one()
     return [format_key(prefix, n, digits) for n in range(last - count + 1, last + 1)]
 
 
