@@ -358,3 +358,14 @@ class IntakeKey(Base):
     first_seen: Mapped[datetime] = mapped_column(_tz())
     last_seen: Mapped[datetime] = mapped_column(_tz())
     deliveries: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class Lease(Base):
+    """Singleton work (an IMAP mailbox) held by one process at a time, until `expires_at`."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(_tz())
+    renewed_at: Mapped[datetime] = mapped_column(_tz())
