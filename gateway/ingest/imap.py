@@ -341,7 +341,9 @@ class ImapPoller:
             self._check_lease()
 
     def _renew_every(self) -> float:
-        return self.lease.retry_seconds if self.lease is not None else float("inf")
+        # Twice per renewal period: a wake-up just short of "due" must not put the renewal off
+        # by a whole period.
+        return self.lease.retry_seconds / 2 if self.lease is not None else float("inf")
 
     def _idle(self, client: _Client) -> None:
         """Wait in IDLE (RFC 2177) for a change, the poll interval, or stop()."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults.harness import Gateway, numbered_mail, record, redeliveries, stored
-from tests.ingest.dovecot import Dovecot, skip_or_fail_without_dovecot
+from tests.ingest.dovecot import Dovecot, running_dovecot
 from tests.ingest.test_imap import append, count
 from tests.test_daemon import wait_for
 
@@ -21,11 +21,8 @@ LEASE = {"name": "imap:support"}
 
 @pytest.fixture
 def dovecot() -> Iterator[Dovecot]:
-    skip_or_fail_without_dovecot()
-    server = Dovecot()
-    server.start()
-    yield server
-    server.cleanup()
+    with running_dovecot() as server:
+        yield server
 
 
 @pytest.mark.timeout(300)

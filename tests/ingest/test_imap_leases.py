@@ -16,7 +16,7 @@ from gateway.pipeline import Pipeline
 from gateway.rules.holder import RulesHolder
 from gateway.storage.db import Database
 from gateway.storage.models import Lease
-from tests.ingest.dovecot import Dovecot, skip_or_fail_without_dovecot
+from tests.ingest.dovecot import Dovecot, running_dovecot
 from tests.ingest.test_imap import RULES, append, count, mail, tickets, wait_for
 
 TTL = 3.0  # seconds; short so a takeover happens within the test's patience
@@ -24,11 +24,8 @@ TTL = 3.0  # seconds; short so a takeover happens within the test's patience
 
 @pytest.fixture
 def dovecot() -> Iterator[Dovecot]:
-    skip_or_fail_without_dovecot()
-    server = Dovecot()
-    server.start()
-    yield server
-    server.cleanup()
+    with running_dovecot() as server:
+        yield server
 
 
 @pytest.fixture
