@@ -63,7 +63,8 @@ poll_seconds = 5
         a.start()
         wait_for(lambda: a.metric("gateway_lease_held", **LEASE) == 1, what="a holds the lease")
         b.start()
-        assert b.metric("gateway_lease_held", **LEASE) == 0
+        # b's poller is up (the gauge exists) and waits: a keeps the mailbox.
+        wait_for(lambda: b.metric("gateway_lease_held", **LEASE) == 0, what="b waiting")
         deliver(0, before)
         wait_for(lambda: ingested() == before, timeout=60, what="mail ingested by a")
         # Mail keeps arriving while a dies, possibly with one of them in a's hands.
