@@ -459,6 +459,9 @@ class DaemonSettings(Section):
     intake_workers: int = Field(default=4, ge=1, le=64)
     # How often the inspection scheduler looks for due fire times; 0 = no scheduler here.
     inspection_poll_seconds: float = Field(default=30.0, ge=0)
+    # Singleton work (each [[imap]] mailbox) is held under a lease in the database for this
+    # long and renewed every third of it; a process that dies is replaced within about this.
+    lease_seconds: float = Field(default=15.0, ge=1.0, le=3600.0)
 
 
 class _DictSource(PydanticBaseSettingsSource):

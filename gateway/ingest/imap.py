@@ -8,6 +8,13 @@ moved: a message is never lost and never makes two tickets.
 
 imapclient is blocking, so each mailbox gets a dedicated thread; the daemon's event loop only
 calls `start()` and, via a worker thread, `stop()`.
+
+Several daemons on one database: a mailbox is polled only by the process holding the lease
+`imap:<name>` (gateway/leases.py). The poller thread renews it every third of
+`[daemon] lease_seconds`, also while waiting in IDLE; without it, the poller does not even
+connect and asks again every third of the lease time; having lost it, it fetches no further
+message and logs out. A message in hand when the lease changes hands may be stored by both,
+which the dedup ledger turns into one ticket and a Duplicate.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from tenacity import (
 from gateway.config import ImapMailbox, Settings
 from gateway.ingest.mail import MailIntake, mail_to_intake
 from gateway.intake import Intake, Source
+from gateway.leases import LeaseKeeper, default_holder
 from gateway.pipeline import Outcome, Pipeline, Quarantined, RawInput, Refused
 from gateway.storage.db import StoreUnavailable
 
@@ -94,11 +102,23 @@ class _Stopped(Exception):
     """Raised inside a retried call when stop() was requested; never retried."""
 
 
+class _LeaseLost(Exception):
+    """Another process holds this mailbox's lease now: stop fetching and log out."""
+
+
 class ImapPoller:
     """Watches one mailbox: IDLE where the server offers it, polling otherwise."""
 
-    def __init__(self, mailbox: ImapMailbox, pipeline: Pipeline, settings: Settings) -> None:
+    def __init__(
+        self,
+        mailbox: ImapMailbox,
+        pipeline: Pipeline,
+        settings: Settings,
+        lease: LeaseKeeper | None = None,
+    ) -> None:
         self.mailbox = mailbox
+        # None: this poller is the only one (tests of the poller alone); the daemon gives one.
+        self.lease = lease
         self.pipeline = pipeline
         self.settings = settings
         self._stopping = threading.Event()
@@ -151,12 +171,17 @@ class ImapPoller:
     def _run(self) -> None:
         name = self.mailbox.name
         while not self._stopping.is_set():
+            if not self._wait_for_lease():
+                break
             client = self._connect_with_retry()
             if client is None:
                 break
             self._swept = False
             try:
                 self._serve(client)
+            except _LeaseLost:
+                log.warning("imap %s: lease lost to another process; logging out", name)
+                self._swept = True  # not a flapping server: wait for the lease, not a pause
             except CONNECTION_ERRORS as exc:
                 log.warning("imap %s: connection lost (%s); reconnecting", name, _describe(exc))
             except IMAPClient.Error as exc:
@@ -170,7 +195,32 @@ class ImapPoller:
                 _logout(client)
             if not self._swept:
                 self._sleep(random.uniform(1.0, FLAP_SECONDS))
+        if self.lease is not None:
+            self.lease.release()  # a clean stop hands the mailbox over at once
         log.info("imap %s: stopped", name)
+
+    def _wait_for_lease(self) -> bool:
+        """Block until this process holds the mailbox's lease; False once stop() is called."""
+        if self.lease is None:
+            return not self._stopping.is_set()
+        waiting = False
+        while not self._stopping.is_set():
+            if self.lease.keep():
+                return True
+            if not waiting:
+                log.info(
+                    "imap %s: another process polls this mailbox; taking over if it stops "
+                    "renewing its lease (asking every %.0fs)",
+                    self.mailbox.name, self.lease.retry_seconds,
+                )  # fmt: skip
+                waiting = True
+            self._sleep(self.lease.retry_seconds)
+        return False
+
+    def _check_lease(self) -> None:
+        """Renew the lease when due; raise _LeaseLost once another process has it."""
+        if self.lease is not None and not self.lease.keep():
+            raise _LeaseLost
 
     def _connect_with_retry(self) -> _Client | None:
         """Connect, log in and select, retrying with backoff; None once stop() is called."""
@@ -261,6 +311,7 @@ class ImapPoller:
         """Sweep, wait for news, sweep again, until stop() is called; then log out."""
         idle = self.mailbox.idle and client.has_capability("IDLE")
         while not self._stopping.is_set():
+            self._check_lease()
             busy = self._sweep(client)
             self._swept = True
             if busy:
@@ -273,11 +324,26 @@ class ImapPoller:
             if idle:
                 self._idle(client)
             else:
-                self._stopping.wait(self.mailbox.poll_seconds)
+                self._wait_polling(self.mailbox.poll_seconds)
                 if not self._stopping.is_set():
                     # RFC 3501 §6.1.2: NOOP is the way to poll; it lets the server report
                     # new messages before the next SEARCH.
                     client.noop()
+
+    def _wait_polling(self, seconds: float) -> None:
+        """Wait out the poll interval, renewing the lease meanwhile."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._stopping.wait(min(remaining, self._renew_every()))
+            self._check_lease()
+
+    def _renew_every(self) -> float:
+        # Twice per renewal period: a wake-up just short of "due" must not put the renewal off
+        # by a whole period.
+        return self.lease.retry_seconds / 2 if self.lease is not None else float("inf")
 
     def _idle(self, client: _Client) -> None:
         """Wait in IDLE (RFC 2177) for a change, the poll interval, or stop()."""
@@ -294,8 +360,10 @@ class ImapPoller:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                if not self._wait_readable(client, remaining):
-                    continue  # stop() or the deadline: the loop conditions decide
+                if not self._wait_readable(client, min(remaining, self._renew_every())):
+                    # stop(), the deadline or a lease renewal: the loop conditions decide.
+                    self._check_lease()
+                    continue
                 responses = client.idle_check(timeout=0)
                 # Readable but nothing parsed: the server closed the connection (idle_check
                 # swallows the EOF). idle_done below then raises and we reconnect.
@@ -324,6 +392,7 @@ class ImapPoller:
         for uid in waiting[: box.batch]:
             if self._stopping.is_set():
                 return False
+            self._check_lease()  # never fetch a message once another process has the mailbox
             if not self._handle(client, uid):
                 return False  # the store is down: leave the rest for the next round
         return bool(waiting)
@@ -461,9 +530,19 @@ def _logout(client: IMAPClient) -> None:
             client.shutdown()
 
 
-def start_pollers(pipeline: Pipeline, settings: Settings) -> list[ImapPoller]:
-    """One started poller per `[[imap]]` mailbox."""
-    pollers = [ImapPoller(box, pipeline, settings) for box in settings.imap]
+def start_pollers(
+    pipeline: Pipeline, settings: Settings, holder: str | None = None
+) -> list[ImapPoller]:
+    """One started poller per `[[imap]]` mailbox, each polling while it holds the mailbox's
+    lease (`holder` names this process in the leases table)."""
+    holder = holder or default_holder()
+    ttl = settings.daemon.lease_seconds
+    pollers = [
+        ImapPoller(
+            box, pipeline, settings, LeaseKeeper(pipeline.db, f"imap:{box.name}", holder, ttl)
+        )
+        for box in settings.imap
+    ]
     for poller in pollers:
         poller.start()
     return pollers

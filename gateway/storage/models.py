@@ -385,3 +385,14 @@ class KbEntry(Base):
     created_at: Mapped[datetime] = mapped_column(_tz())
     updated_by: Mapped[str] = mapped_column(String(320))
     updated_at: Mapped[datetime] = mapped_column(_tz(), index=True)
+
+
+class Lease(Base):
+    """Singleton work (an IMAP mailbox) held by one process at a time, until `expires_at`."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(_tz())
+    renewed_at: Mapped[datetime] = mapped_column(_tz())

@@ -18,6 +18,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -232,3 +234,15 @@ def skip_or_fail_without_dovecot() -> None:
         if IN_CI:
             pytest.fail(f"CI=true but {missing_reason()}")
         pytest.skip(missing_reason())
+
+
+@contextmanager
+def running_dovecot() -> Iterator[Dovecot]:
+    """A started Dovecot, removed afterwards (skips, or fails under CI=true, without one)."""
+    skip_or_fail_without_dovecot()
+    server = Dovecot()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
