@@ -6,6 +6,9 @@ Guarantees (README "Delivery guarantees"):
 - a row is marked sent in its own transaction right after the relay accepted it. A crash in
   between leaves the row claimed; once its lease expires another worker sends it again: at
   most one duplicate, only in that window;
+- the lease is short (`lease_seconds`, 30) and renewed every third of it by a heartbeat while
+  the worker lives: a dead process's rows are taken over within seconds, a slow relay never
+  lets a live worker's rows go;
 - a failure is retried with backoff or dead-lettered by `policy.after_failure`.
 """
 
@@ -130,6 +133,34 @@ class OutboxWorker:
                 metrics.DEAD.labels(item.channel).inc()
                 log.error("outbox %s dead: %s", item.id, step.reason)
 
+    def renew(self) -> int:
+        """Extend the lease of every row this worker holds; how many it holds."""
+        lease = self.clock() + timedelta(seconds=self.cfg.lease_seconds)
+        with self.db.unit() as session:
+            result = session.execute(
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.claimed_by == self.name,
+                    OutboxMessage.state == "pending",
+                    OutboxMessage.lease_until.is_not(None),
+                )
+                .values(lease_until=lease)
+            )
+        return int(result.rowcount or 0)
+
+    def keep_leases(self, stop: threading.Event) -> None:
+        """Renew this worker's leases every third of `lease_seconds` until `stop`.
+
+        The lease is short so that rows a dead process claimed go to another worker within
+        seconds; a live worker held up by a slow relay keeps its rows through this heartbeat,
+        so they are never sent twice.
+        """
+        while not stop.wait(self.cfg.lease_seconds / 3):
+            try:
+                self.renew()
+            except Exception as exc:  # a store outage: the claims lapse, nothing else breaks
+                log.warning("outbox worker %s: leases not renewed: %s", self.name, exc)
+
     def release(self, items: list[Claimed]) -> None:
         """Give back rows claimed but not tried (shutdown), so another worker takes them now."""
         if not items:
@@ -200,6 +231,10 @@ class OutboxWorker:
     def run(self, stop: threading.Event) -> None:
         """Loop until `stop` is set; the item in hand is finished, the rest released."""
         log.info("outbox worker %s started", self.name)
+        heartbeat = threading.Thread(
+            target=self.keep_leases, args=(stop,), name="outbox-leases", daemon=True
+        )
+        heartbeat.start()
         while not stop.is_set():
             try:
                 tried = self.run_once(stop)
@@ -211,6 +246,7 @@ class OutboxWorker:
                 tried = 0
             if tried < self.cfg.batch:
                 stop.wait(self.cfg.poll_seconds)
+        heartbeat.join()
         self.http.close()
         self.connectors.close()
         log.info("outbox worker %s stopped", self.name)
