@@ -20,7 +20,7 @@ from typing import IO
 import httpx
 from sqlalchemy import create_engine, text
 
-from tests.test_daemon import GATEWAY, free_port, wait_for
+from tests.daemons import GATEWAY, free_port, init, wait_for
 
 # Figures of every fault test in this run, printed at the end (conftest.py) and copied into
 # bench/RESULTS.md by hand.
@@ -41,13 +41,7 @@ class Gateway:
         self.name = name
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
         if not (folder / "gateway.toml").exists():
-            init = subprocess.run(
-                [*GATEWAY, "init", "--dir", str(folder)],
-                env=self.env,
-                capture_output=True,
-                text=True,
-            )
-            assert init.returncode == 0, init.stderr
+            init(folder)
         self.smtp_port, self.http_port = free_port(), free_port()
         self.env.update(
             GATEWAY_SMTP__PORT=str(self.smtp_port),

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.daemons import wait_for
 from tests.faults.harness import Gateway, numbered_mail, record, redeliveries, stored
 from tests.ingest.dovecot import Dovecot, running_dovecot
 from tests.ingest.test_imap import append, count
-from tests.test_daemon import wait_for
 
 LEASE_SECONDS = 3.0
 LEASE = {"name": "imap:support"}

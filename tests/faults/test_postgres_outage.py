@@ -20,10 +20,10 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from tests.daemons import wait_for
 from tests.faults.harness import Gateway, RetryingMta, record, redeliveries, stored
 from tests.ingest.alerting import am_alert, am_body
 from tests.tcpproxy import TcpProxy
-from tests.test_daemon import wait_for
 
 OUTAGE_SECONDS = float(os.environ.get("GATEWAY_FAULTS_OUTAGE_SECONDS", "30"))
 TOKEN = "faults-am-token-0123456789"

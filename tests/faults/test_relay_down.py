@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.daemons import send, wait_for
 from tests.faults.harness import Gateway, record
 from tests.outbound.servers import SmtpSink
-from tests.test_daemon import send, wait_for
 
 
 def outbox(db: Path) -> list[tuple[str, int]]:
