@@ -212,6 +212,8 @@ def test_retry_policy_by_error_class_attempts_and_age() -> None:
     assert max(delays) <= 100  # capped, jitter included
 
 
-def test_lease_must_outlast_a_batch() -> None:
+def test_lease_is_short_but_leaves_room_for_its_heartbeat() -> None:
+    # Renewed every third of itself: under 3 s the heartbeat would spin.
+    assert OutboundSettings().lease_seconds == 30
     with pytest.raises(ValueError, match="lease_seconds"):
-        OutboundSettings(lease_seconds=60, batch=10)
+        OutboundSettings(lease_seconds=2)
