@@ -191,7 +191,15 @@ def evaluate(
 def new_ticket_columns(start: SlaStart | None, status: str, now: datetime) -> dict[str, object]:
     """The SLA columns of a ticket created `now` in `status` (pure; used by ticket_fields)."""
     if start is None:
-        return {"sla_policy": None, "sla_pinned": False, "next_escalation_at": None}
+        # The same keys either way: the group-commit writer inserts a batch's tickets with one
+        # multi-row INSERT, which needs every row to name the same columns.
+        return {
+            "sla_policy": None,
+            "sla_pinned": False,
+            "response_due": None,
+            "resolution_due": None,
+            "next_escalation_at": None,
+        }
     ev = evaluate(start.policy, [(now, status)], None, (), now, start.pause)
     return {
         "sla_policy": start.policy.name,
