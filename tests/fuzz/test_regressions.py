@@ -7,7 +7,7 @@ from sqlalchemy import select
 from gateway.config import ApiToken, GenericSource, Settings
 from gateway.ingest.mail import mail_to_intake
 from gateway.intake import Source
-from gateway.pipeline import Created, Pipeline
+from gateway.pipeline import Created, Duplicate, Pipeline
 from gateway.rules.holder import RulesHolder
 from gateway.sla.clock import new_ticket_columns
 from gateway.sla.policy import SlaStart
@@ -108,3 +108,14 @@ def test_refusal_naming_a_field_with_nul_is_stored(settings: Settings, db: Datab
     r = post_am(client, am_body(alert))
     assert r.status_code == 400, r.text
     assert "bad" in r.json()["field"]
+
+
+def test_mails_whose_message_id_is_only_nul_are_distinct(settings: Settings, db: Database) -> None:
+    # The Message-ID "\x00" became "" once NUL was removed; stored as "", the second such mail
+    # hit the unique index on raw_messages.message_id at every redelivery.
+    pipeline = Pipeline(db, settings, RulesHolder(RULES).classify)
+    for body in (b"first", b"second"):
+        data = b"From: a@example.com\r\nMessage-ID: \x00\r\nSubject: x\r\n\r\n" + body
+        parsed = mail_to_intake(data, Source.SMTP, settings)
+        assert isinstance(pipeline.process(parsed.intake, parsed.raw), Created)
+        assert isinstance(pipeline.process_batch([(parsed.intake, parsed.raw)])[0], Duplicate)
