@@ -1,6 +1,6 @@
 """Soak benchmark: mail and alert load together against `gateway run`, for minutes.
 
-    .venv/bin/python bench/soak.py [--minutes 10] [--mail-rate 40] [--alert-rate 200]
+    .venv/bin/python bench/soak.py [--minutes 10] [--mail-rate 10] [--alert-rate 5]
 
 Starts the real daemon (SQLite in a temporary folder, default config and rules), then runs at
 a steady, paced rate (open loop, so a slow daemon shows as latency, not as a lower offered
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
 import json
 import os
 import random
@@ -98,11 +99,13 @@ def paced(rate: float, stop: threading.Event):
         next_at += interval
 
 
-def mail_client(port: int, rate: float, seq, run: str, window: Window, stop: threading.Event):
+def mail_client(
+    port: int, rate: float, next_id, run: str, window: Window, stop: threading.Event
+) -> None:
     with smtplib.SMTP("127.0.0.1", port, timeout=120) as client:
         client.ehlo("soak")
         for scheduled in paced(rate, stop):
-            i = next(seq)
+            i = next_id()
             try:
                 client.sendmail(
                     f"user{i % 50}@example.com", ["support@example.com"], message(i, run)
@@ -162,8 +165,8 @@ def slope(points: list[tuple[float, float]]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10)
-    parser.add_argument("--mail-rate", type=float, default=40, help="messages/s, all clients")
-    parser.add_argument("--alert-rate", type=float, default=20, help="batches of 10 alerts/s")
+    parser.add_argument("--mail-rate", type=float, default=10, help="messages/s, all clients")
+    parser.add_argument("--alert-rate", type=float, default=5, help="batches of 10 alerts/s")
     parser.add_argument("--mail-clients", type=int, default=4)
     parser.add_argument("--alert-clients", type=int, default=2)
     parser.add_argument("--interval", type=float, default=15, help="seconds between samples")
@@ -202,17 +205,18 @@ def main() -> None:
 def soak(args: argparse.Namespace, pid: int, smtp_port: int, http_port: int, run: str) -> None:
     window, stop = Window(), threading.Event()
     seq_lock = threading.Lock()
-    counter = iter(range(10**9))
+    counter = itertools.count()
 
-    def seq():
-        while True:
-            with seq_lock:
-                yield next(counter)
+    def next_id() -> int:
+        # The lock only around next(): a generator holding it across its yield serialised
+        # the clients on each other's ticks.
+        with seq_lock:
+            return next(counter)
 
     threads = [
         threading.Thread(
             target=mail_client,
-            args=(smtp_port, args.mail_rate / args.mail_clients, seq(), run, window, stop),
+            args=(smtp_port, args.mail_rate / args.mail_clients, next_id, run, window, stop),
         )
         for _ in range(args.mail_clients)
     ] + [
