@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
-# Derandomised: CI generates the same inputs on every run, so a failure reproduces. The
-# campaign sizes live in the tests (each names its share of the 10,000); GATEWAY_FUZZ_SCALE
-# multiplies them for a longer local run (e.g. 10), with fresh randomness.
+# Derandomised: the same test run (CI's whole suite) generates the same inputs every time.
+# Hypothesis also mixes in constants it finds in the loaded local modules, so a run of only
+# tests/fuzz draws somewhat different inputs than the whole suite does; a failure prints a
+# @reproduce_failure blob that replays it anywhere (print_blob). The campaign sizes live in
+# the tests (each names its share of the 10,000); GATEWAY_FUZZ_SCALE multiplies them for a
+# longer local run (e.g. 10), with fresh randomness.
 SCALE = float(os.environ.get("GATEWAY_FUZZ_SCALE", "1"))
 settings.register_profile(
     "fuzz",

@@ -60,7 +60,7 @@ def pg_client(pg_schema_url: str, tmp_path: Path) -> Iterator[TestClient]:
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize(
-    ("source", "n"), [("alertmanager", 2500), ("zabbix", 2000), ("generic", 1700)]
+    ("source", "n"), [("alertmanager", 3000), ("zabbix", 2200), ("generic", 1500)]
 )
 def test_fuzz_webhook(client: TestClient, source: str, n: int, tally: Counter[str]) -> None:
     campaign(client, source, n, tally)
