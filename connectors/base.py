@@ -20,6 +20,7 @@ import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_random_exponential
 
+from connectors import metrics
 from connectors.settings import ConnectorSettings
 
 # A monotonic clock in seconds; tests pass their own (STYLE.md habit 7).
@@ -189,6 +190,7 @@ class HttpConnector:
         self.sleep = sleep
         self.client = json_client(settings)
         self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_seconds, now)
+        metrics.BREAKER_OPEN.labels(name).set(0)
         self.attempts = 0  # HTTP requests sent, for metrics and tests
         self.client.headers.update(self.auth_headers())
 
@@ -214,8 +216,10 @@ class HttpConnector:
             body = retrying(self._attempt, url, params, deadline)
         except Transient as exc:
             self.breaker.failure()
+            metrics.BREAKER_OPEN.labels(self.name).set(1 if self.breaker.is_open else 0)
             raise Unavailable(f"{self.name}: {exc}") from exc
         self.breaker.success()
+        metrics.BREAKER_OPEN.labels(self.name).set(0)
         return body
 
     def _attempt(self, url: str, params: Mapping[str, str] | None, deadline: float | None) -> Any:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import datetime
 from enum import StrEnum
+from typing import TypeVar
 
 
 class Source(StrEnum):
@@ -69,3 +70,33 @@ class Intake:
     # that sets the field refines; the rules' default does not override these.
     base_type: str | None = None
     base_priority: str | None = None
+
+
+T = TypeVar("T")
+
+
+def without_nul(value: T) -> T:
+    """`value` (an Intake, an alert batch, any dataclass or container) without NUL characters
+    in its text.
+
+    PostgreSQL text columns cannot hold NUL (SQLite can), and damaged mail carries it in
+    headers and bodies, JSON alerts as "\\u0000": unremoved, the commit failed and the sender
+    was told to retry forever (found by tests/fuzz). The raw bytes, kept as they came, still
+    have it.
+    """
+    if isinstance(value, str):
+        # Only when needed: a StrEnum (Source, Kind) must stay what it is.
+        return value.replace("\x00", "") if "\x00" in value else value  # type: ignore[return-value]
+    if isinstance(value, tuple | list):
+        return type(value)(without_nul(v) for v in value)  # type: ignore[return-value]
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}  # type: ignore[return-value]
+    if is_dataclass(value) and not isinstance(value, type):
+        return replace(
+            value, **{f.name: without_nul(getattr(value, f.name)) for f in fields(value) if f.init}
+        )
+    if callable(value) and not isinstance(value, type):
+        # Text built on demand (AlertEvent.describe) is cleaned when it is built.
+        function = value
+        return lambda *args, **kwargs: without_nul(function(*args, **kwargs))  # type: ignore[return-value]
+    return value

@@ -629,7 +629,8 @@ class Pipeline:
 def raw_fields(source: str, message_id: str | None, raw: RawInput, now: datetime) -> dict[str, Any]:
     return {
         "source": source,
-        "message_id": message_id,
+        # Unique when set: an empty one (a Message-ID of only NUL or blanks) is no identity.
+        "message_id": message_id or None,
         "sha256": raw.sha256,
         "received_at": now,
         "envelope_from": raw.envelope_from,

@@ -21,7 +21,7 @@ from gateway.alerts.apply import AlertOutcome, apply_batch
 from gateway.alerts.model import AlertBatch, Kind
 from gateway.config import WebhookSource
 from gateway.enrich import hosts_of
-from gateway.intake import Intake
+from gateway.intake import Intake, without_nul
 from gateway.outbound.notify import queue_notifications
 from gateway.pipeline import Pipeline, RawInput, raw_fields
 from gateway.storage.db import StoreUnavailable
@@ -58,7 +58,8 @@ def process_alerts(
 def keep_unparsed(pipeline: Pipeline, source: str, raw: RawInput, reason: str) -> None:
     """Keep a webhook body that could not be parsed (the sender gets a 400)."""
     with pipeline.db.unit() as session:
-        _store_raw_body(session, source, raw, pipeline.clock(), reason=reason)
+        # The reason names the field, perhaps a key with NUL in it (PostgreSQL refuses NUL).
+        _store_raw_body(session, source, raw, pipeline.clock(), reason=without_nul(reason))
     metrics.INTAKE.labels(source, "refused").inc()
 
 

@@ -39,15 +39,15 @@ def create_app(
     app.state.webhook_executor = ThreadPoolExecutor(1, thread_name_prefix="webhooks")
     errors.install(app)
     app.include_router(health.router)
-    app.include_router(tickets.router)
-    app.include_router(outbox.router)
-    app.include_router(inspections.router)
-    app.include_router(webhooks.router)
+    app.include_router(tickets.router, responses=errors.DOCUMENTED)
+    app.include_router(outbox.router, responses=errors.DOCUMENTED)
+    app.include_router(inspections.router, responses=errors.DOCUMENTED)
+    app.include_router(webhooks.router, responses=errors.DOCUMENTED)
     # OA callbacks: connectors built on first use (checking a signature needs no network).
     app.state.oa_connectors = {}
-    app.include_router(oa.router)
-    app.include_router(kb.router)
-    app.include_router(reports.router)
+    app.include_router(oa.router, responses=errors.DOCUMENTED)
+    app.include_router(kb.router, responses=errors.DOCUMENTED)
+    app.include_router(reports.router, responses=errors.DOCUMENTED)
     webhooks.warn_unauthenticated(settings)
     app.add_middleware(BodyLimit, limit=settings.http.max_body_bytes)
     return app

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.storage.db import StoreUnavailable
@@ -19,6 +20,30 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.extra = extra
+
+
+class ErrorBody(BaseModel):
+    """What every error answer carries; some add fields (`field`, `problems`)."""
+
+    model_config = ConfigDict(extra="allow")
+    error: str
+    message: str
+
+
+# The error answers of the API and webhook routes, for the OpenAPI schema: clients (and
+# schemathesis) can then tell a documented refusal from a surprise.
+DOCUMENTED: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text}
+    for status, text in {
+        400: "Invalid request (the body names the field)",
+        401: "Missing or wrong token",
+        403: "The token's role may not do this",
+        404: "No such ticket, outbox row or webhook source",
+        409: "Not possible in the current state",
+        413: "Body larger than [http] max_body_bytes",
+        503: "Ticket store unavailable; retry later (Retry-After)",
+    }.items()
+}
 
 
 def _body(code: str, message: str, **extra: Any) -> dict[str, Any]:

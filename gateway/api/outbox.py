@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from sqlalchemy import select
 
 from gateway.api.auth import Principal, principal, require
 from gateway.api.errors import ApiError
+from gateway.api.limits import MAX_INT64
 from gateway.storage.db import Database
 from gateway.storage.models import OutboxMessage, Ticket
 
@@ -48,7 +49,7 @@ def list_outbox(
     who: Caller,
     state: State | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT64)] = 0,
 ) -> dict[str, Any]:
     require(who, "admin")
     stmt = (
@@ -66,7 +67,9 @@ def list_outbox(
 
 
 @router.post("/outbox/{message_id}/retry")
-def retry(request: Request, who: Caller, message_id: int) -> dict[str, Any]:
+def retry(
+    request: Request, who: Caller, message_id: Annotated[int, Path(ge=1, le=MAX_INT64)]
+) -> dict[str, Any]:
     """A dead row goes back to pending with a fresh attempt budget, due now."""
     require(who, "admin")
     now = request.app.state.clock()

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from gateway.api.auth import Principal, principal, require
 from gateway.api.errors import ApiError
+from gateway.api.limits import MAX_INT64
 from gateway.intake import Intake, Source
 from gateway.kb.resolve import Resolution, record_resolution, resolution_problem
 from gateway.outbound.notify import queue_notifications
@@ -123,7 +124,7 @@ def list_tickets(
     priority: str | None = None,
     q: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT64)] = 0,
 ) -> dict[str, Any]:
     stmt = select(Ticket).order_by(Ticket.id.desc()).limit(limit).offset(offset)
     if who.role == "requester":
@@ -142,7 +143,10 @@ def list_tickets(
     return {"tickets": tickets, "count": len(tickets), "limit": limit, "offset": offset}
 
 
-@router.post("/tickets", status_code=201)
+_REPLAY = {200: {"description": "The ticket an earlier request with this Idempotency-Key made"}}
+
+
+@router.post("/tickets", status_code=201, responses=_REPLAY)
 def create_ticket(
     request: Request,
     who: Caller,

@@ -26,6 +26,7 @@ from gateway.api.errors import ApiError
 from gateway.config import Settings, WebhookSource
 from gateway.ingest import alertmanager, generic, zabbix
 from gateway.ingest.payload import PayloadError
+from gateway.intake import without_nul
 from gateway.pipeline import Pipeline, RawInput
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def _process(
 ) -> list[AlertOutcome] | _Refused:
     raw = RawInput(body)
     try:
-        batch = parse(body)
+        batch = without_nul(parse(body))
     except PayloadError as exc:
         alert_intake.keep_unparsed(pipeline, source, raw, str(exc))
         return _Refused(exc)

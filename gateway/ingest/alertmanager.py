@@ -52,9 +52,9 @@ def _real(value: datetime | None) -> datetime | None:
 
 def subject(alert: AmAlert) -> str:
     """annotations.summary, else the alert name with its instance/host."""
-    summary = alert.annotations.get("summary") or alert.annotations.get("message")
-    if summary:
-        return summary.strip().splitlines()[0][:998]
+    summary = (alert.annotations.get("summary") or alert.annotations.get("message") or "").strip()
+    if summary:  # a blank summary (" ") falls through to the name, as a missing one does
+        return summary.splitlines()[0][:998]
     name = alert.labels.get("alertname", "alert")
     where = alert.labels.get("instance") or alert.labels.get("host")
     return f"{name} on {where}" if where else name

@@ -20,7 +20,7 @@ from jsonpointer import JsonPointer, JsonPointerException
 
 from gateway.alerts.model import AlertBatch, AlertEvent, Kind
 from gateway.config import GenericSource
-from gateway.ingest.payload import PayloadError
+from gateway.ingest.payload import PayloadError, load_json
 from gateway.intake import Source
 
 MAX_ALERTS = 10_000
@@ -49,10 +49,7 @@ def _scalar(value: Any) -> str:
 
 def parse(data: bytes, name: str, mapping: GenericSource) -> AlertBatch:
     """The body as a batch; PayloadError names the JSON pointer that did not resolve."""
-    try:
-        body = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PayloadError("", f"not valid JSON ({exc})") from exc
+    body = load_json(data)
     items = _get(body, mapping.alerts, "", required=True) if mapping.alerts else [body]
     if not isinstance(items, list):
         raise PayloadError(mapping.alerts, "expected a list of alerts")

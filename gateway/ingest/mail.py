@@ -8,7 +8,7 @@ from gateway.config import Settings
 from gateway.ingest.autoreply import classify_automatic
 from gateway.ingest.mailparse import ParsedMail, ParseError, parse_message
 from gateway.ingest.replies import strip_reply
-from gateway.intake import Intake, IntakeFile, Source
+from gateway.intake import Intake, IntakeFile, Source, without_nul
 from gateway.pipeline import TICKET_TAG, RawInput
 
 
@@ -69,7 +69,7 @@ def mail_to_intake(
         ),
         dropped_files=tuple(f"{d.filename or 'attachment'} ({d.reason})" for d in parsed.dropped),
     )
-    return MailIntake(intake, RawInput(data, envelope_from, envelope_to))
+    return MailIntake(without_nul(intake), RawInput(data, envelope_from, envelope_to))
 
 
 def _recipients(parsed: ParsedMail, envelope_to: tuple[str, ...]) -> tuple[str, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -36,3 +37,16 @@ def validate(model: type[M], data: bytes | Any) -> M:
                 "", f"not valid JSON ({err['ctx'].get('error', err['msg'])})"
             ) from exc
         raise PayloadError(_path(err["loc"]), err["msg"]) from exc
+
+
+def load_json(data: bytes) -> Any:
+    """Decode a JSON body; PayloadError for anything that is not JSON.
+
+    RecursionError too: json's decoder recurses per nesting level, so "[[[[…" a few thousand
+    deep (found by tests/fuzz) would otherwise escape as an unhandled error and a 500.
+    """
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise PayloadError("", f"not valid JSON ({problem})") from exc

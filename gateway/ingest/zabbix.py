@@ -12,7 +12,6 @@ Two body layouts are accepted:
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlsplit
@@ -20,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from gateway.alerts.model import AlertBatch, AlertEvent, Kind
-from gateway.ingest.payload import PayloadError, validate
+from gateway.ingest.payload import PayloadError, load_json, validate
 from gateway.intake import Source
 
 # A macro Zabbix could not expand stays literal ("{EVENT.RECOVERY.ID}"): treat it as empty.
@@ -88,10 +87,7 @@ RECOVERED = frozenset({"ok", "resolved", "recovery"})
 
 def parse(data: bytes) -> AlertBatch:
     """The body as a one-event batch; PayloadError names the first bad field."""
-    try:
-        body = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PayloadError("", f"not valid JSON ({exc})") from exc
+    body = load_json(data)
     if not isinstance(body, dict):
         raise PayloadError("", "expected a JSON object")
     if "event_id" in body or "event_value" in body:

@@ -198,7 +198,15 @@ _recent = {}
 def new_ticket_columns(start: SlaStart | None, status: str, now: datetime) -> dict[str, object]:
     """The SLA columns of a ticket created `now` in `status` (used by ticket_fields)."""
     if start is None:
-        return {"sla_policy": None, "sla_pinned": False, "next_escalation_at": None}
+        # The same keys either way: the group-commit writer inserts a batch's tickets with one
+        # multi-row INSERT, which needs every row to name the same columns.
+        return {
+            "sla_policy": None,
+            "sla_pinned": False,
+            "response_due": None,
+            "resolution_due": None,
+            "next_escalation_at": None,
+        }
     key = (id(start.policy), start.pinned, start.pause, status, now)
     hit = _recent.get(key)
     if hit is not None and hit[0] is start.policy:

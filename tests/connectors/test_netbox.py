@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client import REGISTRY
 
 from connectors.base import BreakerOpen, ConfigItem, Refused, Unavailable
 from connectors.netbox import NetBox
@@ -138,7 +139,13 @@ def test_breaker_opens_after_consecutive_failures_and_half_opens(server) -> None
     with pytest.raises(BreakerOpen):
         nb.find("db-bj-03")
     assert nb.attempts == 4  # failed fast: no request
+    assert breaker_gauge(nb.name) == 1
     server.down_status = 0
     tick.t += 31
     assert nb.find("db-bj-03") is not None  # the trial call closes it again
     assert not nb.breaker.is_open and nb.breaker.failures == 0
+    assert breaker_gauge(nb.name) == 0
+
+
+def breaker_gauge(name: str) -> float | None:
+    return REGISTRY.get_sample_value("gateway_connector_breaker_open", {"connector": name})
