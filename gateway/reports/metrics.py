@@ -28,13 +28,13 @@ TICKETS = Gauge(
     ["dimension", "value"],
 )
 RESPOND = Gauge(
-    "gateway_report_response_minutes",
-    "Business minutes from creation to first response in the window: stat = mean | p90.",
+    "gateway_report_response_seconds",
+    "Business time from creation to first response in the window: stat = mean | p90.",
     ["stat"],
 )
 RESOLVE = Gauge(
-    "gateway_report_resolution_minutes",
-    "Business minutes from creation to resolution in the window: stat = mean | p90.",
+    "gateway_report_resolution_seconds",
+    "Business time from creation to resolution in the window: stat = mean | p90.",
     ["stat"],
 )
 SLA = Gauge(
@@ -46,7 +46,8 @@ REOPEN = Gauge("gateway_report_reopen_ratio", "Reopened / resolved tickets in th
 TOP_CI = Gauge(
     "gateway_report_ci_tickets", "Tickets in the window per CMDB CI (the top ones).", ["ci"]
 )
-WINDOW = Gauge("gateway_report_window_days", "Days the gateway_report_* gauges cover.")
+# Seconds, Prometheus's base unit (`promtool check metrics` refuses _minutes and _days).
+WINDOW = Gauge("gateway_report_window_seconds", "How far back the gateway_report_* gauges look.")
 REFRESHED = Gauge(
     "gateway_report_refreshed_timestamp_seconds", "When the report gauges were last refreshed."
 )
@@ -90,7 +91,7 @@ class ReportGauges:
         for gauge, clock in ((RESPOND, "respond"), (RESOLVE, "resolve")):
             for stat, key in (("mean", "mean_minutes"), ("p90", "p90")):
                 if totals[clock][key] is not None:
-                    gauge.labels(stat).set(totals[clock][key])
+                    gauge.labels(stat).set(totals[clock][key] * 60)
         for scope, entries in report["sla"].items():
             for entry in entries:
                 for target in ("response", "resolution"):
@@ -99,6 +100,6 @@ class ReportGauges:
         REOPEN.set(totals["reopen_rate"] or 0)
         for ci in report["top_cis"]:
             TOP_CI.labels(ci["ci"]).set(ci["tickets"])
-        WINDOW.set(days)
+        WINDOW.set(days * 86400)
         REFRESHED.set(now.timestamp())
         REFRESH_SECONDS.set(time.perf_counter() - started)

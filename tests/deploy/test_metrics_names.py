@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import yaml
 
+from tests.daemons import Running, send
 from tests.deploy.tools import tool
 from tests.ingest.alerting import am_alert, am_body
-from tests.test_daemon import Running, send
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 NAME = re.compile(r"\b(gateway_[a-z0-9_]+)")

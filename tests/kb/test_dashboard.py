@@ -34,6 +34,7 @@ def test_every_dashboard_metric_is_exposed(daemon: Running) -> None:
     send(daemon.smtp_port, "服务器宕机 db-bj-03", "数据库服务器无法连接")
     url = f"http://127.0.0.1:{daemon.http_port}/metrics"
     # The report gauges are filled by a job that runs once at start-up.
-    wait_for(lambda: "gateway_report_window_days 30.0" in httpx.get(url).text, what="gauges")
+    thirty_days = "gateway_report_window_seconds 2.592e+06"
+    wait_for(lambda: thirty_days in httpx.get(url).text, what="gauges")
     missing = queried_metrics() - exposed(httpx.get(url).text)
     assert not missing, f"dashboard queries metrics the daemon does not expose: {missing}"

@@ -123,10 +123,10 @@ def test_gauges_carry_the_key_figures(client: TestClient, settings: Settings, db
     assert value("gateway_report_tickets", dimension="type", value="incident") == 5
     assert value("gateway_report_tickets", dimension="group", value="(none)") == 1
     assert value("gateway_report_tickets", dimension="source", value="zabbix") == 1
-    assert value("gateway_report_response_minutes", stat="p90") == 180.0
-    assert value("gateway_report_resolution_minutes", stat="mean") == 330.0
+    assert value("gateway_report_response_seconds", stat="p90") == 180.0 * 60
+    assert value("gateway_report_resolution_seconds", stat="mean") == 330.0 * 60
     compliance = "gateway_report_sla_compliance_ratio"
     assert value(compliance, scope="policy", name="incident", target="resolution") == 0.75
     assert value(compliance, scope="group", name="dba", target="response") == 0.6667
     assert value("gateway_report_ci_tickets", ci="db-bj-03") == 3
-    assert value("gateway_report_window_days") == 120
+    assert value("gateway_report_window_seconds") == 120 * 86400
