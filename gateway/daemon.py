@@ -10,9 +10,11 @@ import asyncio
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -77,62 +79,36 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.reload_rules)
 
         scheduler = AsyncIOScheduler(timezone=self.settings.zone)
-        if self.settings.rules.watch_seconds > 0:
-            scheduler.add_job(
-                self.rules.reload_if_changed,
-                "interval",
-                seconds=self.settings.rules.watch_seconds,
-                id="rules-watch",
-                max_instances=1,
-                coalesce=True,
-            )
-        if self.settings.sla.enabled:
+        cfg = self.settings
+        if cfg.rules.watch_seconds > 0:
+            _every(scheduler, "rules-watch", cfg.rules.watch_seconds, self.rules.reload_if_changed)
+        if cfg.sla.enabled:
             # Compile [sla] now: a bad holiday file stops start-up instead of the first scan.
-            self.settings.sla_book()
-            sla_job = SlaJob(self.db, self.settings, utc_now)
-            scheduler.add_job(
-                sla_job.run,
-                "interval",
-                seconds=self.settings.sla.scan_seconds,
-                id="sla-scan",
-                max_instances=1,
-                coalesce=True,
-            )
+            cfg.sla_book()
+            _every(scheduler, "sla-scan", cfg.sla.scan_seconds, SlaJob(self.db, cfg, utc_now).run)
         if self.enricher is not None:
             # Tickets whose CMDB lookup failed or did not fit intake's budget.
-            scheduler.add_job(
-                EnrichmentJob(
-                    self.db,
-                    self.enricher,
-                    utc_now,
-                    # Not RulesHolder.classify: re-runs must not count as rule matches.
-                    classify=lambda intake: classify_intake(self.rules.ruleset, intake),
-                ).run,
-                "interval",
-                seconds=self.settings.enrichment.retry_seconds,
-                id="cmdb-enrich-retry",
-                max_instances=1,
-                coalesce=True,
+            retry = EnrichmentJob(
+                self.db,
+                self.enricher,
+                utc_now,
+                # Not RulesHolder.classify: re-runs must not count as rule matches.
+                classify=lambda intake: classify_intake(self.rules.ruleset, intake),
             )
-        if self.settings.daemon.inspection_poll_seconds > 0:
+            _every(scheduler, "cmdb-enrich-retry", cfg.enrichment.retry_seconds, retry.run)
+        if cfg.daemon.inspection_poll_seconds > 0:
             # Due fire times of [[inspections]] and API schedules; once each across daemons.
-            scheduler.add_job(
-                InspectionJob(Inspector(self.pipeline)).run,
-                "interval",
-                seconds=self.settings.daemon.inspection_poll_seconds,
-                id="inspections",
-                max_instances=1,
-                coalesce=True,
-            )
-        if self.settings.reports.metrics_refresh_seconds > 0:
-            scheduler.add_job(
-                ReportGauges(self.db, self.settings, utc_now).run,
-                "interval",
-                seconds=self.settings.reports.metrics_refresh_seconds,
-                id="report-gauges",
-                max_instances=1,
-                coalesce=True,
-                next_run_time=datetime.now(UTC),  # figures from the first scrape on
+            inspections = InspectionJob(Inspector(self.pipeline))
+            _every(scheduler, "inspections", cfg.daemon.inspection_poll_seconds, inspections.run)
+        if cfg.reports.metrics_refresh_seconds > 0:
+            gauges = ReportGauges(self.db, cfg, utc_now)
+            # First run at once: the figures are there from the first scrape on.
+            _every(
+                scheduler,
+                "report-gauges",
+                cfg.reports.metrics_refresh_seconds,
+                gauges.run,
+                next_run_time=datetime.now(UTC),
             )
         scheduler.start()
         self.committer.start()
@@ -229,6 +205,25 @@ class Daemon:
         # Compiling a large rule set takes a noticeable fraction of a second: keep it off the
         # event loop that serves SMTP and HTTP.
         asyncio.get_running_loop().run_in_executor(self.executor, self.rules.reload)
+
+
+def _every(
+    scheduler: AsyncIOScheduler,
+    job_id: str,
+    seconds: float,
+    func: Callable[[], object],
+    **options: Any,
+) -> None:
+    """A periodic job that never overlaps itself and runs once for runs it missed."""
+    scheduler.add_job(
+        func,
+        "interval",
+        seconds=seconds,
+        id=job_id,
+        max_instances=1,
+        coalesce=True,
+        **options,
+    )
 
 
 async def _watch_loop_lag(stopping: asyncio.Event, interval: float = 0.1) -> None:
