@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from gateway.api.auth import Principal, principal, require
 from gateway.api.errors import ApiError
+from gateway.api.limits import MAX_INT64
 from gateway.kb import store
 from gateway.storage.models import KbEntry, Ticket
 from gateway.tickets import service
@@ -35,6 +36,10 @@ def _may_read(request: Request, who: Principal) -> None:
         raise ApiError(
             403, "forbidden", "the knowledge base is for staff ([kb] requesters_may_read)"
         )
+
+
+# Ids beyond what the databases store are a 422, not a driver error (a 500).
+EntryId = Annotated[int, Path(ge=1, le=MAX_INT64)]
 
 
 def _load(session: Session, entry_id: int) -> KbEntry:
@@ -63,14 +68,14 @@ def search_kb(
 
 
 @router.get("/kb/{entry_id}")
-def get_entry(request: Request, who: Caller, entry_id: int) -> dict[str, Any]:
+def get_entry(request: Request, who: Caller, entry_id: EntryId) -> dict[str, Any]:
     _may_read(request, who)
     with request.app.state.db.unit(readonly=True) as session:
         return _dicts(session, [_load(session, entry_id)])[0]
 
 
 @router.patch("/kb/{entry_id}")
-def patch_entry(request: Request, who: Caller, entry_id: int, body: KbPatch) -> dict[str, Any]:
+def patch_entry(request: Request, who: Caller, entry_id: EntryId, body: KbPatch) -> dict[str, Any]:
     require(who, "agent", "admin")
     changes = body.model_dump(exclude_unset=True)
     if not changes or any(v is None for k, v in changes.items() if k != "category"):

@@ -16,7 +16,16 @@ router = APIRouter(prefix="/api/v1")
 Caller = Annotated[Principal, Depends(principal)]
 
 
-@router.get("/reports/summary", response_model=None)
+@router.get(
+    "/reports/summary",
+    response_model=None,
+    responses={
+        200: {
+            "description": "the report: JSON, or CSV with format=csv",
+            "content": {"application/json": {}, "text/csv": {}},
+        }
+    },
+)
 def summary(
     request: Request,
     who: Caller,
