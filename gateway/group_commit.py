@@ -88,11 +88,22 @@ class GroupCommitter:
                     break
                 batch.append(item)
             loaded = len(batch) > 1
-            self._commit(batch)
+            try:
+                self._commit(batch)
+            except Exception:  # the writer must outlive any bug: every later mail needs it
+                log.exception("group commit writer: batch failed")
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(RuntimeError("group commit failed"))
 
     def _commit(self, batch: list[_Item]) -> None:
         ready: list[tuple[Prepared, Future[Outcome]]] = []
         for prepare, future in batch:
+            # A waiter gone before its turn (the SMTP client hung up, so aiosmtpd cancelled
+            # the DATA handler) is skipped: nobody was told 250, the sender will retry. Once
+            # running, a future cannot be cancelled, so its result can always be set.
+            if not future.set_running_or_notify_cancel():
+                continue
             try:
                 ready.append((prepare(), future))
             except Exception as exc:

@@ -153,6 +153,24 @@ def test_committer_answers_each_waiter(pipeline: Pipeline, db: Database) -> None
         assert len(s.scalars(select(Ticket)).all()) == 10
 
 
+def test_a_waiter_that_hung_up_is_skipped_and_the_writer_goes_on(
+    pipeline: Pipeline, db: Database
+) -> None:
+    """aiosmtpd cancels the DATA handler when the client drops the connection, which cancels
+    the waiter's future. The writer once died on setting its result, and every later mail
+    then waited for ever."""
+    committer = GroupCommitter(pipeline, max_batch=4)
+    gone = committer.submit_intake(*item("hung up", "gone@x"))
+    assert gone.cancel()
+    later = [committer.submit_intake(*item(f"after {n}", f"after{n}@x")) for n in range(6)]
+    committer.start()
+    committer.stop(timeout=30)
+    assert all(isinstance(f.result(timeout=0), Created) for f in later)
+    with db.unit(readonly=True) as s:
+        subjects = {t.subject for t in s.scalars(select(Ticket))}
+    assert subjects == {f"after {n}" for n in range(6)}  # the sender of "hung up" retries
+
+
 def test_bulk_tickets_are_acknowledged_like_single_ones(
     db: Database, settings: Settings, clock
 ) -> None:
