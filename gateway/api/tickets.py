@@ -14,6 +14,7 @@ from gateway.api.auth import Principal, principal, require
 from gateway.api.errors import ApiError
 from gateway.api.limits import MAX_INT64
 from gateway.intake import Intake, Source
+from gateway.kb import suggest as kb_suggest
 from gateway.kb.resolve import Resolution, record_resolution, resolution_problem
 from gateway.outbound.notify import queue_notifications
 from gateway.pipeline import Created, Duplicate, Pipeline, Updated
@@ -181,7 +182,12 @@ def create_ticket(
 @router.get("/tickets/{key}")
 def get_ticket(request: Request, who: Caller, key: str) -> dict[str, Any]:
     with _db(request).unit(readonly=True) as session:
-        return _ticket_dict(request, _load(session, key, who))
+        ticket = _load(session, key, who)
+        data = _ticket_dict(request, ticket)
+        if who.role in STAFF:
+            # The knowledge base's similar solved entries, as journalled (internal).
+            data["suggestions"] = kb_suggest.latest(ticket)
+        return data
 
 
 @router.patch("/tickets/{key}")

@@ -196,6 +196,10 @@ def test_a_new_ticket_gets_similar_solved_entries(client: TestClient, db: Databa
     # The requester does not see internal suggestions.
     mine = client.get(f"/api/v1/tickets/{key}/events", headers=auth("alice")).json()["events"]
     assert all(e["kind"] != "kb_suggested" for e in mine)
+    # Staff see them on the ticket itself; the requester's view has no such field.
+    staff = client.get(f"/api/v1/tickets/{key}", headers=auth("olga")).json()
+    assert [e["title"] for e in staff["suggestions"]] == ["MySQL 连接超时"]
+    assert "suggestions" not in client.get(f"/api/v1/tickets/{key}", headers=auth("alice")).json()
     # Nothing similar: no journal row at all.
     other = new_ticket(client, "alice", subject="打印机卡纸")["key"]
     assert suggested(db, other) == []
