@@ -125,19 +125,14 @@ def _queue(
     # twice (it does not today) queues one call.
     if session.scalar(select(OutboxMessage.id).where(OutboxMessage.message_id == key)):
         return []
-    row = OutboxMessage(
+    row = OutboxMessage.queued(
         ticket_id=ticket.id,
         channel=OUTBOX_CHANNEL,
         event=call,
-        recipients=[connector],
         recipient=connector,
         payload={**payload, "key": ticket.key, "ticket_id": ticket.id, "connector": connector},
         message_id=key,
-        state="pending",
-        attempts=0,
-        next_attempt_at=now,
-        last_error="",
-        created_at=now,
+        now=now,
     )
     session.add(row)
     return [row]

@@ -54,19 +54,13 @@ def write_digests(session: Session, settings: Settings, now: datetime) -> list[O
             language = rows[0].payload.get("language") or cfg.language
             chat = renderer.chat("digest", language, context)
             payload |= {"subject": chat.title, "title": chat.title, "text": chat.text}
-        digest = OutboxMessage(
-            ticket_id=None,
+        digest = OutboxMessage.queued(
             channel=channel,
             event="digest",
-            recipients=[recipient],
             recipient=recipient,
             payload=payload,
             message_id=message_id,
-            state="pending",
-            attempts=0,
-            next_attempt_at=now,
-            last_error="",
-            created_at=now,
+            now=now,
         )
         session.add(digest)
         for row in rows:

@@ -158,19 +158,15 @@ def _row(
         payload |= {"subject": chat.title, "title": chat.title, "text": chat.text}
     if held:
         metrics.SUPPRESSED.labels("held_for_digest").inc()
-    return OutboxMessage(
+    return OutboxMessage.queued(
         ticket_id=ticket.id,
         channel=planned.channel,
         event=planned.event,
-        recipients=[planned.recipient],
         recipient=planned.recipient,
         payload=payload | {"language": planned.language},
         message_id=message_id,
         state="held" if held else "pending",
-        attempts=0,
-        next_attempt_at=now,
-        last_error="",
-        created_at=now,
+        now=now,
     )
 
 

@@ -344,6 +344,35 @@ class OutboxMessage(Base):
     created_at: Mapped[datetime] = mapped_column(_tz())
     sent_at: Mapped[datetime | None] = mapped_column(_tz())
 
+    @classmethod
+    def queued(
+        cls,
+        *,
+        channel: str,
+        event: str,
+        recipient: str,
+        payload: dict[str, Any],
+        now: datetime,
+        ticket_id: int | None = None,
+        message_id: str | None = None,
+        state: str = "pending",
+    ) -> OutboxMessage:
+        """A new row for one recipient, due now, never tried."""
+        return cls(
+            ticket_id=ticket_id,
+            channel=channel,
+            event=event,
+            recipients=[recipient],
+            recipient=recipient,
+            payload=payload,
+            message_id=message_id,
+            state=state,
+            attempts=0,
+            next_attempt_at=now,
+            last_error="",
+            created_at=now,
+        )
+
 
 class IntakeKey(Base):
     """Dedup ledger: one row per idempotency key seen; redelivery finds it and stops."""
