@@ -289,12 +289,8 @@ class Pipeline:
         items: Sequence[tuple[Intake, RawInput | None]],
         keys: Sequence[str | None],
     ) -> dict[tuple[str, str], IntakeKey]:
-        by_source: dict[str, list[str]] = {}
-        for (intake, _), key in zip(items, keys, strict=True):
-            if key:
-                by_source.setdefault(str(intake.source), []).append(key)
         found: dict[tuple[str, str], IntakeKey] = {}
-        for source, wanted in by_source.items():
+        for source, wanted in _keys_by_source(items, keys).items():
             rows = session.scalars(_LEDGER, {"source": source, "keys": wanted})
             found.update(((row.source, row.key), row) for row in rows)
         return found
@@ -306,13 +302,9 @@ class Pipeline:
         keys: Sequence[str | None],
     ) -> set[tuple[str, str]]:
         """The (source, key) pairs the ledger already holds: `_ledger` without ORM objects."""
-        by_source: dict[str, list[str]] = {}
-        for (intake, _), key in zip(items, keys, strict=True):
-            if key:
-                by_source.setdefault(str(intake.source), []).append(key)
         conn = session.connection()
         seen: set[tuple[str, str]] = set()
-        for source, wanted in by_source.items():
+        for source, wanted in _keys_by_source(items, keys).items():
             rows = conn.execute(_LEDGER_KEYS, {"source": source, "keys": wanted})
             seen.update((source, key) for (key,) in rows)
         return seen
@@ -640,6 +632,17 @@ def raw_fields(source: str, message_id: str | None, raw: RawInput, now: datetime
         "status": "quarantined" if raw.quarantine_reason else "parsed",
         "reason": raw.quarantine_reason,
     }
+
+
+def _keys_by_source(
+    items: Sequence[tuple[Intake, RawInput | None]], keys: Sequence[str | None]
+) -> dict[str, list[str]]:
+    """The batch's dedup keys grouped by source: the ledger is looked up one source at a time."""
+    by_source: dict[str, list[str]] = {}
+    for (intake, _), key in zip(items, keys, strict=True):
+        if key:
+            by_source.setdefault(str(intake.source), []).append(key)
+    return by_source
 
 
 def _raw_key(intake: Intake, raw: RawInput | None) -> str | None:
